@@ -1,0 +1,63 @@
+package nbops
+
+import (
+	"fmt"
+
+	"github.com/ovn-kubernetes/libovsdb/client"
+	"github.com/ovn-kubernetes/libovsdb/model"
+	"github.com/ovn-kubernetes/libovsdb/ovsdb"
+)
+
+// InsertToSet returns a mutation that adds values to a set or map column of the row m identifies, without
+// reading or rewriting the rest of the column: the way to add a port to a switch, an address to an address set
+// or a port to a port group when other writers may be changing the same row. field points into m; values has
+// the field's type ([]string for a set of strings or UUIDs, map[string]string for a map). The row must exist,
+// or be inserted earlier in the same transaction (m then carries its named UUID).
+func InsertToSet[T model.Model](c client.Client, m T, field any, values any) ([]ovsdb.Operation, error) {
+	return mutateSet(c, m, field, ovsdb.MutateOperationInsert, values)
+}
+
+// RemoveFromSet returns a mutation that removes values from a set column (or keys/pairs from a map column) of
+// the row m identifies. Removing a value that is not there is harmless.
+func RemoveFromSet[T model.Model](c client.Client, m T, field any, values any) ([]ovsdb.Operation, error) {
+	return mutateSet(c, m, field, ovsdb.MutateOperationDelete, values)
+}
+
+func mutateSet[T model.Model](c client.Client, m T, field any, op ovsdb.Mutator, values any) ([]ovsdb.Operation, error) {
+	info, err := modelInfo(c, m)
+	if err != nil {
+		return nil, err
+	}
+	col, err := info.ColumnByPtr(field)
+	if err != nil {
+		return nil, fmt.Errorf("mutate %s: %w", describe(info), err)
+	}
+	existing, err := Lookup(c, m)
+	if err != nil {
+		return nil, err
+	}
+	var where []ovsdb.Condition
+	if !isNil(existing) {
+		exInfo, err := modelInfo(c, existing)
+		if err != nil {
+			return nil, err
+		}
+		u, _ := exInfo.FieldByColumn("_uuid")
+		where = []ovsdb.Condition{whereUUID(u.(string))}
+	} else if u, _ := info.FieldByColumn("_uuid"); ovsdb.IsNamedUUID(u.(string)) {
+		// Not in the database yet: inserted earlier in the same transaction.
+		where = []ovsdb.Condition{whereUUID(u.(string))}
+	} else {
+		return nil, fmt.Errorf("mutate %s column %s: %w", describe(info), col, client.ErrNotFound)
+	}
+	mutation, err := c.Cache().Mapper().NewMutation(info, col, op, values)
+	if err != nil {
+		return nil, fmt.Errorf("mutate %s column %s: %w", describe(info), col, err)
+	}
+	return []ovsdb.Operation{{
+		Op:        ovsdb.OperationMutate,
+		Table:     info.Metadata.TableName,
+		Where:     where,
+		Mutations: []ovsdb.Mutation{*mutation},
+	}}, nil
+}

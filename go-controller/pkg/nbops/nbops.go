@@ -1,0 +1,221 @@
+// Package nbops is kovn's OVSDB write layer. Its helpers turn desired rows into the ovsdb.Operations that make
+// the database match them, reading the current state from the libovsdb client cache, so that a caller can batch
+// one whole reconcile into one transaction (see Transact). Rows are identified by UUID, by a schema index, by
+// a client index (name, or kovn's ownership identity; see package ownership), in that order.
+//
+// The helpers are written for the Northbound database but work against any libovsdb client (the node agent
+// uses them on the local Open_vSwitch database).
+package nbops
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"slices"
+	"sync/atomic"
+
+	"github.com/ovn-kubernetes/libovsdb/client"
+	"github.com/ovn-kubernetes/libovsdb/mapper"
+	"github.com/ovn-kubernetes/libovsdb/model"
+	"github.com/ovn-kubernetes/libovsdb/ovsdb"
+)
+
+var namedUUIDCounter atomic.Uint64
+
+// NewNamedUUID returns a fresh named UUID ("kovn" + counter), valid within one transaction to refer to a row
+// that the same transaction inserts.
+func NewNamedUUID() string {
+	return fmt.Sprintf("kovn%d", namedUUIDCounter.Add(1))
+}
+
+// Lookup returns the cached row that m identifies (by UUID, schema index or client index), or nil when there is
+// none. It fails when m identifies more than one row or carries no usable identity.
+func Lookup[T model.Model](c client.Client, m T) (T, error) {
+	var zero T
+	info, err := modelInfo(c, m)
+	if err != nil {
+		return zero, err
+	}
+	var rows []T
+	if err := c.Where(m).List(context.Background(), &rows); err != nil {
+		return zero, fmt.Errorf("look up %s: %w", describe(info), err)
+	}
+	switch len(rows) {
+	case 0:
+		return zero, nil
+	case 1:
+		return rows[0], nil
+	default:
+		return zero, fmt.Errorf("look up %s: %d rows match, expected at most one", describe(info), len(rows))
+	}
+}
+
+// CreateOrUpdate returns the operations that make the row identified by m equal to m: an insert when no such row
+// exists, an update of exactly the columns that differ otherwise, and nothing when the row is already equal.
+// fields (pointers to fields of m) limit which columns are compared and updated; without them every mutable
+// column is. On return m's UUID is the existing row's UUID or a named UUID that later operations of the same
+// transaction can refer to.
+func CreateOrUpdate[T model.Model](c client.Client, m T, fields ...any) ([]ovsdb.Operation, error) {
+	existing, err := Lookup(c, m)
+	if err != nil {
+		return nil, err
+	}
+	info, err := modelInfo(c, m)
+	if err != nil {
+		return nil, err
+	}
+	if isNil(existing) {
+		return createOps(c, info, m)
+	}
+	exInfo, err := modelInfo(c, existing)
+	if err != nil {
+		return nil, err
+	}
+	uuid, _ := exInfo.FieldByColumn("_uuid")
+	if err := info.SetField("_uuid", uuid); err != nil {
+		return nil, fmt.Errorf("set uuid of %s: %w", describe(info), err)
+	}
+	return updateOps(info, exInfo, uuid.(string), fields)
+}
+
+// Create returns an insert of m, giving it a named UUID when it has none.
+func Create(c client.Client, m model.Model) ([]ovsdb.Operation, error) {
+	info, err := modelInfo(c, m)
+	if err != nil {
+		return nil, err
+	}
+	return createOps(c, info, m)
+}
+
+func createOps(c client.Client, info *mapper.Info, m model.Model) ([]ovsdb.Operation, error) {
+	if uuid, _ := info.FieldByColumn("_uuid"); uuid == "" {
+		if err := info.SetField("_uuid", NewNamedUUID()); err != nil {
+			return nil, fmt.Errorf("set named uuid of %s: %w", describe(info), err)
+		}
+	}
+	ops, err := c.Create(m)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", describe(info), err)
+	}
+	return ops, nil
+}
+
+// updateOps compares desired with existing column by column and updates the ones that differ.
+func updateOps(desired, existing *mapper.Info, uuid string, fields []any) ([]ovsdb.Operation, error) {
+	schema := desired.Metadata.TableSchema
+	columns, err := desired.ColumnsByPtr(fields...)
+	if err != nil {
+		return nil, fmt.Errorf("update %s: %w", describe(desired), err)
+	}
+	if len(fields) == 0 {
+		columns = columns[:0]
+		for name, col := range schema.Columns {
+			if col.Mutable() {
+				columns = append(columns, name)
+			}
+		}
+	}
+	row := ovsdb.Row{}
+	for _, name := range columns {
+		col := schema.Column(name)
+		if col == nil || name == "_uuid" {
+			continue
+		}
+		if !col.Mutable() {
+			return nil, fmt.Errorf("update %s: column %s is immutable", describe(desired), name)
+		}
+		want, err := desired.FieldByColumn(name)
+		if err != nil {
+			continue // the model does not carry this column
+		}
+		have, _ := existing.FieldByColumn(name)
+		if equalNative(want, have) {
+			continue
+		}
+		v, err := ovsdb.NativeToOvs(col, want)
+		if err != nil {
+			return nil, fmt.Errorf("update %s column %s: %w", describe(desired), name, err)
+		}
+		row[name] = v
+	}
+	if len(row) == 0 {
+		return nil, nil
+	}
+	return []ovsdb.Operation{{
+		Op:    ovsdb.OperationUpdate,
+		Table: desired.Metadata.TableName,
+		Row:   row,
+		Where: []ovsdb.Condition{whereUUID(uuid)},
+	}}, nil
+}
+
+func whereUUID(uuid string) ovsdb.Condition {
+	return ovsdb.NewCondition("_uuid", ovsdb.ConditionEqual, ovsdb.UUID{GoUUID: uuid})
+}
+
+// equalNative compares two native column values the way OVSDB does: sets are unordered, and an empty set, an
+// empty map and an absent optional value are all "nothing".
+func equalNative(a, b any) bool {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	if !va.IsValid() || !vb.IsValid() {
+		return va.IsValid() == vb.IsValid()
+	}
+	switch va.Kind() {
+	case reflect.Slice:
+		if va.Len() != vb.Len() {
+			return false
+		}
+		return slices.Equal(sortedStrings(va), sortedStrings(vb))
+	case reflect.Map:
+		if va.Len() == 0 && vb.Len() == 0 {
+			return true
+		}
+		return reflect.DeepEqual(a, b)
+	case reflect.Pointer:
+		if va.IsNil() || vb.IsNil() {
+			return va.IsNil() == vb.IsNil()
+		}
+		return reflect.DeepEqual(va.Elem().Interface(), vb.Elem().Interface())
+	default:
+		return reflect.DeepEqual(a, b)
+	}
+}
+
+func sortedStrings(v reflect.Value) []string {
+	out := make([]string, v.Len())
+	for i := range out {
+		out[i] = fmt.Sprint(v.Index(i).Interface())
+	}
+	slices.Sort(out)
+	return out
+}
+
+func modelInfo(c client.Client, m model.Model) (*mapper.Info, error) {
+	if isNil(m) {
+		return nil, fmt.Errorf("nil model")
+	}
+	info, err := c.Cache().DatabaseModel().NewModelInfo(m)
+	if err != nil {
+		return nil, fmt.Errorf("model %T: %w", m, err)
+	}
+	return info, nil
+}
+
+// describe names a row for error messages: table plus whatever identifies it best.
+func describe(info *mapper.Info) string {
+	table := info.Metadata.TableName
+	if ids, err := info.FieldByColumn("external_ids"); err == nil {
+		if m, ok := ids.(map[string]string); ok && m["kovn.io/owner-kind"] != "" {
+			return fmt.Sprintf("%s of %s %s (%s)", table, m["kovn.io/owner-kind"], m["kovn.io/owner"], m["kovn.io/name"])
+		}
+	}
+	if name, err := info.FieldByColumn("name"); err == nil {
+		if s, ok := name.(string); ok && s != "" {
+			return fmt.Sprintf("%s %q", table, s)
+		}
+	}
+	if uuid, err := info.FieldByColumn("_uuid"); err == nil && uuid != "" {
+		return fmt.Sprintf("%s %s", table, uuid)
+	}
+	return table
+}
