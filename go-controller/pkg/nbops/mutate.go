@@ -61,3 +61,74 @@ func mutateSet[T model.Model](c client.Client, m T, field any, op ovsdb.Mutator,
 		Mutations: []ovsdb.Mutation{*mutation},
 	}}, nil
 }
+
+// EnsureInSet is InsertToSet for the values the cached row does not hold yet; it returns nothing when the row
+// holds them all, so that a reconcile of an unchanged object writes nothing. values is a []string (a set of
+// strings or UUIDs). A row inserted earlier in the same transaction (m carries its named UUID) gets them all.
+func EnsureInSet[T model.Model](c client.Client, m T, field any, values []string) ([]ovsdb.Operation, error) {
+	held, found, err := cachedSet(c, m, field)
+	if err != nil {
+		return nil, err
+	}
+	missing := values
+	if found {
+		missing = nil
+		for _, v := range values {
+			if _, ok := held[v]; !ok {
+				missing = append(missing, v)
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return nil, nil
+	}
+	return InsertToSet(c, m, field, missing)
+}
+
+// EnsureNotInSet is RemoveFromSet for the values the cached row holds; nothing when it holds none of them or
+// does not exist.
+func EnsureNotInSet[T model.Model](c client.Client, m T, field any, values []string) ([]ovsdb.Operation, error) {
+	held, found, err := cachedSet(c, m, field)
+	if err != nil || !found {
+		return nil, err
+	}
+	var present []string
+	for _, v := range values {
+		if _, ok := held[v]; ok {
+			present = append(present, v)
+		}
+	}
+	if len(present) == 0 {
+		return nil, nil
+	}
+	return RemoveFromSet(c, m, field, present)
+}
+
+// cachedSet returns the values of a []string column of the cached row m identifies.
+func cachedSet[T model.Model](c client.Client, m T, field any) (map[string]struct{}, bool, error) {
+	info, err := modelInfo(c, m)
+	if err != nil {
+		return nil, false, err
+	}
+	col, err := info.ColumnByPtr(field)
+	if err != nil {
+		return nil, false, fmt.Errorf("set column of %s: %w", describe(info), err)
+	}
+	existing, err := Lookup(c, m)
+	if err != nil || isNil(existing) {
+		return nil, false, err
+	}
+	exInfo, err := modelInfo(c, existing)
+	if err != nil {
+		return nil, false, err
+	}
+	v, err := exInfo.FieldByColumn(col)
+	if err != nil {
+		return nil, false, err
+	}
+	held := map[string]struct{}{}
+	for _, s := range uuidsIn(v) {
+		held[s] = struct{}{}
+	}
+	return held, true, nil
+}
