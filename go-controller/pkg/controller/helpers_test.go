@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
@@ -31,6 +32,8 @@ type env struct {
 	nb   client.Client
 	ovn  *ovntest.OVN
 	cfg  config.Cluster
+	// restConfig reaches the apiserver as admin.
+	restConfig *rest.Config
 }
 
 func newEnv(t testing.TB, cfg config.Cluster) *env {
@@ -58,7 +61,7 @@ func newEnv(t testing.TB, cfg config.Cluster) *env {
 		t.Fatal(err)
 	}
 	o := ovntest.StartNB(t)
-	return &env{t: t, kube: kube, nb: o.NB, ovn: o, cfg: cfg}
+	return &env{t: t, kube: kube, nb: o.NB, ovn: o, cfg: cfg, restConfig: cp.RESTConfig()}
 }
 
 func testLogger(t testing.TB) *slog.Logger {
