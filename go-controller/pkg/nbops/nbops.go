@@ -18,6 +18,8 @@ import (
 	"github.com/ovn-kubernetes/libovsdb/mapper"
 	"github.com/ovn-kubernetes/libovsdb/model"
 	"github.com/ovn-kubernetes/libovsdb/ovsdb"
+
+	"github.com/kovn-io/kovn/go-controller/pkg/ownership"
 )
 
 var namedUUIDCounter atomic.Uint64
@@ -205,8 +207,10 @@ func modelInfo(c client.Client, m model.Model) (*mapper.Info, error) {
 func describe(info *mapper.Info) string {
 	table := info.Metadata.TableName
 	if ids, err := info.FieldByColumn("external_ids"); err == nil {
-		if m, ok := ids.(map[string]string); ok && m["kovn.io/owner-kind"] != "" {
-			return fmt.Sprintf("%s of %s %s (%s)", table, m["kovn.io/owner-kind"], m["kovn.io/owner"], m["kovn.io/name"])
+		if m, ok := ids.(map[string]string); ok {
+			if id, owned := ownership.Parse(m); owned {
+				return fmt.Sprintf("%s of %s (%s)", table, id.Owner, id.Name)
+			}
 		}
 	}
 	if name, err := info.FieldByColumn("name"); err == nil {

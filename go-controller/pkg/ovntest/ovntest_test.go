@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ovn-kubernetes/libovsdb/model"
-
 	"github.com/kovn-io/kovn/ovsdb-models/nbdb"
 	"github.com/kovn-io/kovn/ovsdb-models/sbdb"
 )
@@ -165,8 +163,6 @@ func TestNorthdTranslatesNBIntoSB(t *testing.T) {
 	}
 	t.Fatalf("ovn-northd did not create a Datapath_Binding for switch s1; northd log:\n%s", o.LogTail("northd"))
 }
-
-var _ model.Model = &nbdb.LogicalSwitch{}
 
 // BenchmarkStartNB measures start-to-ready of one Northbound server: database file, ovsdb-server, client
 // connected with its monitor, and the teardown.
