@@ -65,6 +65,9 @@ func runController(ctx context.Context, o controllerOptions, cluster config.Clus
 		return fmt.Errorf("kubeconfig: %w", err)
 	}
 	restCfg.QPS, restCfg.Burst = o.kubeQPS, int(2*o.kubeQPS)
+	// Protobuf instead of JSON for core objects: a third of the CPU per pod event at scale.
+	restCfg.ContentType = "application/vnd.kubernetes.protobuf"
+	restCfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	kube, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return err

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/kovn-io/kovn/go-controller/pkg/annotations"
 	"github.com/kovn-io/kovn/go-controller/pkg/config"
 	"github.com/kovn-io/kovn/go-controller/pkg/ipam"
 	"github.com/kovn-io/kovn/go-controller/pkg/nbops"
@@ -105,10 +106,12 @@ func New(cfg Config) (*Controller, error) {
 	podInf := c.factory.Core().V1().Pods()
 	nsInf := c.factory.Core().V1().Namespaces()
 	c.nodes, c.pods, c.namespaces = nodeInf.Lister(), podInf.Lister(), nsInf.Lister()
-	for inf, q := range map[cache.SharedIndexInformer]workqueue.TypedRateLimitingInterface[string]{
-		nodeInf.Informer(): c.nodeQ, podInf.Informer(): c.podQ, nsInf.Informer(): c.nsQ,
+	for inf, h := range map[cache.SharedIndexInformer]cache.ResourceEventHandler{
+		nodeInf.Informer(): enqueueHandler(c.nodeQ, nodeChanged),
+		podInf.Informer():  enqueueHandler(c.podQ, podChanged),
+		nsInf.Informer():   enqueueHandler(c.nsQ, nil),
 	} {
-		if _, err := inf.AddEventHandler(enqueueHandler(q)); err != nil {
+		if _, err := inf.AddEventHandler(h); err != nil {
 			return nil, fmt.Errorf("add event handler: %w", err)
 		}
 		c.podsSynced = append(c.podsSynced, inf.HasSynced)
@@ -208,17 +211,50 @@ func (c *Controller) apply(ctx context.Context, what string, ops []ovsdb.Operati
 	return nil
 }
 
-func enqueueHandler(q workqueue.TypedRateLimitingInterface[string]) cache.ResourceEventHandler {
+// enqueueHandler enqueues the key of every added or deleted object, and of updated ones for which changed
+// (when given) says something the controller reads has changed.
+func enqueueHandler(q workqueue.TypedRateLimitingInterface[string], changed func(old, cur any) bool) cache.ResourceEventHandler {
 	add := func(obj any) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 			q.Add(key)
 		}
 	}
 	return cache.ResourceEventHandlerFuncs{
-		AddFunc:    add,
-		UpdateFunc: func(_, obj any) { add(obj) },
+		AddFunc: add,
+		UpdateFunc: func(old, cur any) {
+			if changed == nil || changed(old, cur) {
+				add(cur)
+			}
+		},
 		DeleteFunc: add,
 	}
+}
+
+// podChanged reports whether an update touched what the pod reconcile reads: its node, host networking, phase
+// or kovn's annotations. Status updates (conditions, IPs) and our own no-op resyncs are skipped.
+func podChanged(old, cur any) bool {
+	o, ok1 := old.(*corev1.Pod)
+	n, ok2 := cur.(*corev1.Pod)
+	if !ok1 || !ok2 {
+		return true
+	}
+	return o.Spec.NodeName != n.Spec.NodeName || o.Spec.HostNetwork != n.Spec.HostNetwork ||
+		o.Status.Phase != n.Status.Phase || kovnAnnotationsChanged(o.Annotations, n.Annotations)
+}
+
+func nodeChanged(old, cur any) bool {
+	o, ok1 := old.(*corev1.Node)
+	n, ok2 := cur.(*corev1.Node)
+	return !ok1 || !ok2 || kovnAnnotationsChanged(o.Annotations, n.Annotations)
+}
+
+func kovnAnnotationsChanged(a, b map[string]string) bool {
+	for _, k := range []string{annotations.PodNetworks, annotations.RequestedIP, annotations.RequestedMAC, annotations.NodeSubnets} {
+		if a[k] != b[k] {
+			return true
+		}
+	}
+	return false
 }
 
 // dropManagedFields keeps the informer caches small: kovn never reads managed fields.

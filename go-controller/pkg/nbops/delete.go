@@ -17,11 +17,11 @@ import (
 func Delete[T model.Model](c client.Client, models ...T) ([]ovsdb.Operation, error) {
 	var ops []ovsdb.Operation
 	for _, m := range models {
-		existing, err := Lookup(c, m)
+		existing, err := lookupShared(c, m)
 		if err != nil {
 			return nil, err
 		}
-		if isNil(existing) {
+		if existing == nil {
 			continue
 		}
 		info, err := modelInfo(c, existing)

@@ -2,6 +2,7 @@ package nbops
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/ovn-kubernetes/libovsdb/client"
 	"github.com/ovn-kubernetes/libovsdb/model"
@@ -32,7 +33,7 @@ func mutateSet[T model.Model](c client.Client, m T, field any, op ovsdb.Mutator,
 	if err != nil {
 		return nil, fmt.Errorf("mutate %s: %w", describe(info), err)
 	}
-	existing, err := Lookup(c, m)
+	existing, err := lookupShared(c, m)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +75,7 @@ func EnsureInSet[T model.Model](c client.Client, m T, field any, values []string
 	if found {
 		missing = nil
 		for _, v := range values {
-			if _, ok := held[v]; !ok {
+			if !slices.Contains(held, v) {
 				missing = append(missing, v)
 			}
 		}
@@ -94,7 +95,7 @@ func EnsureNotInSet[T model.Model](c client.Client, m T, field any, values []str
 	}
 	var present []string
 	for _, v := range values {
-		if _, ok := held[v]; ok {
+		if slices.Contains(held, v) {
 			present = append(present, v)
 		}
 	}
@@ -104,8 +105,9 @@ func EnsureNotInSet[T model.Model](c client.Client, m T, field any, values []str
 	return RemoveFromSet(c, m, field, present)
 }
 
-// cachedSet returns the values of a []string column of the cached row m identifies.
-func cachedSet[T model.Model](c client.Client, m T, field any) (map[string]struct{}, bool, error) {
+// cachedSet returns the values of a set column of the cached row m identifies, without copying them (a
+// reconcile checks one value against an address set of thousands).
+func cachedSet[T model.Model](c client.Client, m T, field any) ([]string, bool, error) {
 	info, err := modelInfo(c, m)
 	if err != nil {
 		return nil, false, err
@@ -114,8 +116,8 @@ func cachedSet[T model.Model](c client.Client, m T, field any) (map[string]struc
 	if err != nil {
 		return nil, false, fmt.Errorf("set column of %s: %w", describe(info), err)
 	}
-	existing, err := Lookup(c, m)
-	if err != nil || isNil(existing) {
+	existing, err := lookupShared(c, m)
+	if err != nil || existing == nil {
 		return nil, false, err
 	}
 	exInfo, err := modelInfo(c, existing)
@@ -126,9 +128,5 @@ func cachedSet[T model.Model](c client.Client, m T, field any) (map[string]struc
 	if err != nil {
 		return nil, false, err
 	}
-	held := map[string]struct{}{}
-	for _, s := range uuidsIn(v) {
-		held[s] = struct{}{}
-	}
-	return held, true, nil
+	return uuidsIn(v), true, nil
 }

@@ -8,7 +8,6 @@
 package nbops
 
 import (
-	"context"
 	"fmt"
 	"reflect"
 	"slices"
@@ -30,26 +29,40 @@ func NewNamedUUID() string {
 	return fmt.Sprintf("kovn%d", namedUUIDCounter.Add(1))
 }
 
-// Lookup returns the cached row that m identifies (by UUID, schema index or client index), or nil when there is
-// none. It fails when m identifies more than one row or carries no usable identity.
+// Lookup returns a copy of the cached row that m identifies (by UUID, schema index or client index), or nil
+// when there is none. It fails when m identifies more than one row or carries no usable identity.
 func Lookup[T model.Model](c client.Client, m T) (T, error) {
 	var zero T
-	info, err := modelInfo(c, m)
-	if err != nil {
+	row, err := lookupShared(c, m)
+	if err != nil || row == nil {
 		return zero, err
 	}
-	var rows []T
-	if err := c.Where(m).List(context.Background(), &rows); err != nil {
-		return zero, fmt.Errorf("look up %s: %w", describe(info), err)
+	return model.Clone(row).(T), nil
+}
+
+// lookupShared is Lookup without the copy: the cached row itself, which callers must only read.
+func lookupShared(c client.Client, m model.Model) (model.Model, error) {
+	info, err := modelInfo(c, m)
+	if err != nil {
+		return nil, err
+	}
+	table := c.Cache().Table(info.Metadata.TableName)
+	if table == nil {
+		return nil, fmt.Errorf("look up %s: table not monitored", describe(info))
+	}
+	rows, err := table.RowsByModels([]model.Model{m})
+	if err != nil {
+		return nil, fmt.Errorf("look up %s: %w", describe(info), err)
 	}
 	switch len(rows) {
 	case 0:
-		return zero, nil
+		return nil, nil
 	case 1:
-		return rows[0], nil
-	default:
-		return zero, fmt.Errorf("look up %s: %d rows match, expected at most one", describe(info), len(rows))
+		for _, r := range rows {
+			return r, nil
+		}
 	}
+	return nil, fmt.Errorf("look up %s: %d rows match, expected at most one", describe(info), len(rows))
 }
 
 // CreateOrUpdate returns the operations that make the row identified by m equal to m: an insert when no such row
@@ -58,7 +71,7 @@ func Lookup[T model.Model](c client.Client, m T) (T, error) {
 // column is. On return m's UUID is the existing row's UUID or a named UUID that later operations of the same
 // transaction can refer to.
 func CreateOrUpdate[T model.Model](c client.Client, m T, fields ...any) ([]ovsdb.Operation, error) {
-	existing, err := Lookup(c, m)
+	existing, err := lookupShared(c, m)
 	if err != nil {
 		return nil, err
 	}
