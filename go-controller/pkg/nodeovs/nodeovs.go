@@ -1,0 +1,140 @@
+// Package nodeovs configures a node's local Open vSwitch through its OVSDB (libovsdb, never ovs-vsctl): the
+// Open_vSwitch external_ids ovn-controller reads, the integration bridge, and the ports of pods and of the
+// management interface. It also waits, by monitor, for ovn-controller to report a port installed.
+package nodeovs
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/ovn-kubernetes/libovsdb/client"
+	"github.com/ovn-kubernetes/libovsdb/model"
+	"github.com/ovn-kubernetes/libovsdb/ovsdb"
+
+	"github.com/kovn-io/kovn/go-controller/pkg/nbops"
+	"github.com/kovn-io/kovn/go-controller/pkg/ownership"
+	"github.com/kovn-io/kovn/ovsdb-models/vswitchd"
+)
+
+// Settings are what ovn-controller needs to know about its node.
+type Settings struct {
+	SystemID     string // the chassis name: kovn uses the node name
+	OVNRemote    string // the Southbound database, e.g. tcp:10.0.0.1:6642
+	EncapType    string // geneve or vxlan
+	EncapIP      string // this node's tunnel endpoint address
+	Bridge       string // the integration bridge, br-int
+	DatapathType string // system, or netdev for the userspace datapath
+}
+
+// ExternalIDs returns the Open_vSwitch external_ids the settings stand for.
+func (s Settings) ExternalIDs() map[string]string {
+	return map[string]string{
+		"system-id":                 s.SystemID,
+		"ovn-remote":                s.OVNRemote,
+		"ovn-encap-type":            s.EncapType,
+		"ovn-encap-ip":              s.EncapIP,
+		"ovn-bridge":                s.Bridge,
+		"ovn-bridge-datapath-type":  s.DatapathType,
+		"ovn-remote-probe-interval": "10000",
+	}
+}
+
+// Configure sets the Open_vSwitch external_ids (other keys are kept) and makes the integration bridge exist
+// with the datapath type, secure fail mode and no in-band control, all in one transaction.
+func Configure(ctx context.Context, c client.Client, s Settings) error {
+	var ops []ovsdb.Operation
+	root, err := openvSwitchRow(c)
+	if err != nil {
+		return err
+	}
+	if root == nil {
+		root = &vswitchd.OpenvSwitch{UUID: nbops.NewNamedUUID()}
+		o, err := c.Create(root)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, o...)
+	}
+	want := s.ExternalIDs()
+	if !mapContains(root.ExternalIDs, want) {
+		o, err := setMapKeys(c, root, &root.ExternalIDs, want)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, o...)
+	}
+	br, err := bridgeOps(c, root, s)
+	if err != nil {
+		return err
+	}
+	ops = append(ops, br...)
+	if _, err := nbops.Transact(ctx, c, ops); err != nil {
+		return fmt.Errorf("configure OVS for OVN: %w", err)
+	}
+	return nil
+}
+
+// bridgeOps creates the integration bridge (with its internal port) or corrects its settings.
+func bridgeOps(c client.Client, root *vswitchd.OpenvSwitch, s Settings) ([]ovsdb.Operation, error) {
+	failMode := vswitchd.BridgeFailModeSecure
+	br := &vswitchd.Bridge{
+		Name:         s.Bridge,
+		DatapathType: s.DatapathType,
+		FailMode:     &failMode,
+		OtherConfig:  map[string]string{"disable-in-band": "true"},
+		ExternalIDs:  ownership.NewOwner(ownership.KindNode, "", s.SystemID).ID("integration-bridge").ExternalIDs(nil),
+	}
+	existing, err := nbops.Lookup(c, &vswitchd.Bridge{Name: s.Bridge})
+	if err != nil {
+		return nil, err
+	}
+	if existing != nil {
+		return nbops.CreateOrUpdate(c, br, &br.DatapathType, &br.FailMode, &br.OtherConfig)
+	}
+	iface := &vswitchd.Interface{UUID: nbops.NewNamedUUID(), Name: s.Bridge, Type: "internal"}
+	port := &vswitchd.Port{UUID: nbops.NewNamedUUID(), Name: s.Bridge, Interfaces: []string{iface.UUID}}
+	br.UUID = nbops.NewNamedUUID()
+	br.Ports = []string{port.UUID}
+	var ops []ovsdb.Operation
+	for _, m := range []model.Model{iface, port, br} {
+		o, err := c.Create(m)
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, o...)
+	}
+	o, err := c.Where(root).Mutate(root, model.Mutation{Field: &root.Bridges, Mutator: ovsdb.MutateOperationInsert, Value: []string{br.UUID}})
+	return append(ops, o...), err
+}
+
+// openvSwitchRow returns the database's single Open_vSwitch row, or nil when it does not exist yet.
+func openvSwitchRow(c client.Client) (*vswitchd.OpenvSwitch, error) {
+	var rows []*vswitchd.OpenvSwitch
+	if err := c.List(context.Background(), &rows); err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	return rows[0], nil
+}
+
+// setMapKeys replaces the given keys of a map column (removing their old values first), keeping other keys.
+func setMapKeys(c client.Client, m model.Model, field *map[string]string, kv map[string]string) ([]ovsdb.Operation, error) {
+	keys := slices.Sorted(maps.Keys(kv))
+	return c.Where(m).Mutate(m,
+		model.Mutation{Field: field, Mutator: ovsdb.MutateOperationDelete, Value: keys},
+		model.Mutation{Field: field, Mutator: ovsdb.MutateOperationInsert, Value: kv},
+	)
+}
+
+func mapContains(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
