@@ -1,0 +1,145 @@
+package nodeagent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/kovn-io/kovn/go-controller/pkg/annotations"
+	"github.com/kovn-io/kovn/go-controller/pkg/ipam"
+	"github.com/kovn-io/kovn/go-controller/pkg/nodeovs"
+	"github.com/kovn-io/kovn/go-controller/pkg/ownership"
+	"github.com/kovn-io/kovn/go-controller/pkg/podnet"
+	"github.com/kovn-io/kovn/go-controller/pkg/topology"
+)
+
+// runManagementPort waits for the node's subnet, then creates and configures the management port: an OVS
+// internal port bound to the node's management LSP, with the subnet's management address and routes to the
+// cluster CIDRs through the cluster router, so the node reaches pods and pods reach the node without NAT.
+func (a *Agent) runManagementPort(ctx context.Context) error {
+	subnet, err := a.waitNodeSubnet(ctx)
+	if err != nil || !subnet.IsValid() {
+		return err
+	}
+	pool, err := ipam.NewPool(subnet)
+	if err != nil {
+		return fmt.Errorf("management port: %w", err)
+	}
+	ip, gw := pool.Management(), pool.Gateway()
+	mac := ipam.MACFromIP(ip)
+	name := a.cfg.ManagementPort
+	owner := ownership.NewOwner(ownership.KindNode, "", a.cfg.NodeName)
+	spec := nodeovs.PortSpec{Name: name, Type: "internal", MAC: mac.String(),
+		ExternalIDs: owner.ID("management-port").ExternalIDs(map[string]string{nodeovs.KeyIfaceID: topology.ManagementPort(a.cfg.NodeName)})}
+	if err := nodeovs.EnsurePort(ctx, a.ovs, a.cfg.OVS.Bridge, spec); err != nil {
+		return fmt.Errorf("management port: %w", err)
+	}
+	if err := a.hostNS.Do(func(ns.NetNS) error { return a.configureManagement(ctx, name, mac, ip, gw, subnet) }); err != nil {
+		return fmt.Errorf("management port %s: %w", name, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := nodeovs.NewInstallWatcher(a.ovs).Wait(wctx, name); err != nil {
+		notReady := fmt.Errorf("management port: %w", err)
+		a.ready.Store(&notReady)
+		return nil // STATUS reports it; the agent keeps serving DEL and GC
+	}
+	a.ready.Store(nil)
+	a.log.Info("management port ready", "interface", name, "ip", ip, "subnet", subnet)
+	return nil
+}
+
+// configureManagement runs in the node's namespace.
+func (a *Agent) configureManagement(ctx context.Context, name string, mac net.HardwareAddr, ip, gw netip.Addr, subnet netip.Prefix) error {
+	var link netlink.Link
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if link, err = netlink.LinkByName(name); err == nil {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("ovs-vswitchd did not create the device within 30s: %w", err)
+		}
+	}
+	if link.Attrs().HardwareAddr.String() != mac.String() {
+		if err := netlink.LinkSetHardwareAddr(link, mac); err != nil {
+			return fmt.Errorf("set MAC %s: %w", mac, err)
+		}
+	}
+	if mtu := a.cfg.Cluster.PodMTU(); link.Attrs().MTU != mtu {
+		if err := netlink.LinkSetMTU(link, mtu); err != nil {
+			return fmt.Errorf("set MTU %d: %w", mtu, err)
+		}
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(subnet.Bits(), 32)}}
+	if err := netlink.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("set address %s: %w", addr.IPNet, err)
+	}
+	if err := podnet.DisableIPv6(name); err != nil {
+		return err
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("set up: %w", err)
+	}
+	for _, cc := range a.cfg.Cluster.ClusterCIDRs {
+		r := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw.AsSlice(),
+			Dst: &net.IPNet{IP: cc.CIDR.Addr().AsSlice(), Mask: net.CIDRMask(cc.CIDR.Bits(), 32)}}
+		if err := netlink.RouteReplace(r); err != nil {
+			return fmt.Errorf("route %s via %s: %w", cc.CIDR, gw, err)
+		}
+	}
+	if a.cfg.OVS.DatapathType == "netdev" {
+		if err := podnet.SetTxChecksum(name, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitNodeSubnet watches the agent's own Node until the controller has recorded its subnet.
+func (a *Agent) waitNodeSubnet(ctx context.Context) (netip.Prefix, error) {
+	f := informers.NewSharedInformerFactoryWithOptions(a.cfg.Kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", a.cfg.NodeName).String()
+	}))
+	found := make(chan netip.Prefix, 1)
+	check := func(obj any) {
+		n, ok := obj.(*corev1.Node)
+		if !ok {
+			return
+		}
+		subnet, ok, err := annotations.ParseNodeSubnet(n.Annotations)
+		if err != nil {
+			a.log.Warn("node subnet annotation unreadable; waiting for the controller to fix it", "err", err)
+			return
+		}
+		if ok {
+			select {
+			case found <- subnet:
+			default:
+			}
+		}
+	}
+	inf := f.Core().V1().Nodes().Informer()
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: check, UpdateFunc: func(_, o any) { check(o) }})
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f.Start(wctx.Done())
+	defer f.Shutdown()
+	a.log.Info("waiting for the controller to allocate this node's subnet")
+	select {
+	case s := <-found:
+		return s, nil
+	case <-ctx.Done():
+		return netip.Prefix{}, nil
+	}
+}
