@@ -41,6 +41,7 @@ func forward(command string, a *skel.CmdArgs) error {
 	}
 	req := &cniapi.Request{
 		Command: command, ContainerID: a.ContainerID, Netns: a.Netns, IfName: a.IfName, Config: a.StdinData,
+		TimeoutMillis: int64(conf.TimeoutSeconds) * 1000,
 	}
 	if err := podIdentity(a.Args, req); err != nil {
 		return err

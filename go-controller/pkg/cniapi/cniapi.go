@@ -52,6 +52,9 @@ type Request struct {
 	// Config is the network configuration the runtime passed on stdin (with prevResult for CHECK and the valid
 	// attachments for GC).
 	Config json.RawMessage `json:"config,omitempty"`
+	// TimeoutMillis is how long the plugin waits for the answer; the agent gives up a little earlier so that
+	// its explanation, not a bare timeout, reaches the runtime.
+	TimeoutMillis int64 `json:"timeoutMillis,omitempty"`
 }
 
 // Response is the agent's answer: a CNI result for ADD, or an error.

@@ -136,7 +136,11 @@ func (s *Server) serveCNI(w http.ResponseWriter, r *http.Request) {
 		s.metrics.observeRequest(req.Command, err, time.Since(start))
 		if err != nil {
 			resp.Error = asCNIError(err)
-			s.log.Warn("CNI request failed", "command", req.Command, "pod", req.PodNamespace+"/"+req.PodName,
+			level := slog.LevelWarn
+			if req.Command == cniapi.Status {
+				level = slog.LevelDebug
+			}
+			s.log.Log(r.Context(), level, "CNI request failed", "command", req.Command, "pod", req.PodNamespace+"/"+req.PodName,
 				"container", req.ContainerID, "duration", time.Since(start), "err", resp.Error.Msg, "details", resp.Error.Details)
 		} else {
 			resp.Result = result
@@ -148,6 +152,12 @@ func (s *Server) serveCNI(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handle(ctx context.Context, req *cniapi.Request) (json.RawMessage, error) {
+	if req.TimeoutMillis > 0 {
+		budget := time.Duration(req.TimeoutMillis)*time.Millisecond - time.Duration(req.TimeoutMillis)*time.Millisecond/10
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, budget)
+		defer cancel()
+	}
 	switch req.Command {
 	case cniapi.Add:
 		return s.add(ctx, req)

@@ -132,9 +132,8 @@ func (a *Agent) waitNodeSubnet(ctx context.Context) (netip.Prefix, error) {
 	inf := f.Core().V1().Nodes().Informer()
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: check, UpdateFunc: func(_, o any) { check(o) }})
 	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	f.Start(wctx.Done())
-	defer f.Shutdown()
+	defer func() { cancel(); f.Shutdown() }() // Shutdown waits for the informer, which stops on cancel
 	a.log.Info("waiting for the controller to allocate this node's subnet")
 	select {
 	case s := <-found:
