@@ -67,10 +67,12 @@ unit:
 	$(GO) test -count=1 -short ./...
 
 ## bench: the benchmarks whose figures we report: test bed start-up, NB write throughput, and the controller's
-## cold sync (100 nodes, 10,000 pods) and steady-state pod latency (50 pods/s) with the real binary.
+## cold sync (100 nodes, 10,000 pods) and steady-state pod latency (50 pods/s) with the real binary, and CNI
+## ADD latency through libcni with real OVN.
 bench: deps kube-tools build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./go-controller/pkg/ovntest/ ./go-controller/pkg/nbops/ ./go-controller/pkg/ipam/
 	KOVN_BIN=$(CURDIR)/$(OUT)/kovn $(GO) test -run '^$$' -bench ControllerScale -benchtime 1x -timeout 30m ./go-controller/pkg/controller/
+	$(GO) test -run '^$$' -bench CNIAdd -benchtime 1x -timeout 10m ./go-controller/pkg/nodeagent/
 
 sandbox:
 	@echo "make sandbox is not available yet: the sandbox arrives with the node agent and CNI (see README)." >&2

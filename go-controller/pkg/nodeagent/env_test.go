@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -262,4 +263,11 @@ func (c *cluster) rt(s *sandbox) *libcni.RuntimeConf {
 func inNetns(netnsName string, args ...string) (string, error) {
 	out, err := exec.Command("ip", append([]string{"netns", "exec", netnsName}, args...)...).CombinedOutput()
 	return string(out), err
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }
