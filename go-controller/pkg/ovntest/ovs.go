@@ -81,15 +81,15 @@ func (n *Node) start() error {
 		return err
 	}
 	n.DBRemote = "unix:" + sock
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if n.OVS, err = ovndb.ConnectOVS(ctx, ovndb.Config{Address: n.DBRemote}); err != nil {
-		return err
-	}
 	// ovs-vswitchd initialises the Open_vSwitch row's other fields; the row itself must exist.
 	if out, err := exec.Command("ovsdb-client", "transact", n.DBRemote,
 		`["Open_vSwitch",{"op":"insert","table":"Open_vSwitch","row":{}}]`).CombinedOutput(); err != nil {
 		return fmt.Errorf("create Open_vSwitch row: %v: %s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if n.OVS, err = ovndb.ConnectOVS(ctx, ovndb.Config{Address: n.DBRemote}); err != nil {
+		return err
 	}
 	_, err = n.startInNetns("ovs-vswitchd", "ovs-vswitchd", n.DBRemote, "--no-chdir",
 		"--unixctl="+filepath.Join(n.Dir, "ovs-vswitchd.ctl"), "--log-file="+filepath.Join(n.Dir, "ovs-vswitchd.log"))
