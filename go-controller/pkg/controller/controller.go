@@ -62,9 +62,11 @@ type Controller struct {
 	poolsMu sync.Mutex
 	pools   map[string]*ipam.Pool // by node name
 
-	stats    Stats
-	synced   atomic.Bool  // the full sync is done
-	inflight atomic.Int64 // keys being reconciled
+	// ownWrites holds the pod network annotation each pod was last patched with, to recognise its echo.
+	ownWrites sync.Map
+	stats     Stats
+	synced    atomic.Bool  // the full sync is done
+	inflight  atomic.Int64 // keys being reconciled
 }
 
 // Stats counts what the controller did, for tests, benchmarks and metrics.
@@ -108,7 +110,7 @@ func New(cfg Config) (*Controller, error) {
 	c.nodes, c.pods, c.namespaces = nodeInf.Lister(), podInf.Lister(), nsInf.Lister()
 	for inf, h := range map[cache.SharedIndexInformer]cache.ResourceEventHandler{
 		nodeInf.Informer(): enqueueHandler(c.nodeQ, nodeChanged),
-		podInf.Informer():  enqueueHandler(c.podQ, podChanged),
+		podInf.Informer():  enqueueHandler(c.podQ, c.podChanged),
 		nsInf.Informer():   enqueueHandler(c.nsQ, nil),
 	} {
 		if _, err := inf.AddEventHandler(h); err != nil {
@@ -231,15 +233,27 @@ func enqueueHandler(q workqueue.TypedRateLimitingInterface[string], changed func
 }
 
 // podChanged reports whether an update touched what the pod reconcile reads: its node, host networking, phase
-// or kovn's annotations. Status updates (conditions, IPs) and our own no-op resyncs are skipped.
-func podChanged(old, cur any) bool {
+// or kovn's annotations. Status updates (conditions, IPs) are skipped, and so is the echo of the controller's own
+// annotation write (the reconcile that wrote it goes on to apply NB itself, and retries if that fails).
+func (c *Controller) podChanged(old, cur any) bool {
 	o, ok1 := old.(*corev1.Pod)
 	n, ok2 := cur.(*corev1.Pod)
 	if !ok1 || !ok2 {
 		return true
 	}
-	return o.Spec.NodeName != n.Spec.NodeName || o.Spec.HostNetwork != n.Spec.HostNetwork ||
-		o.Status.Phase != n.Status.Phase || kovnAnnotationsChanged(o.Annotations, n.Annotations)
+	if o.Spec.NodeName != n.Spec.NodeName || o.Spec.HostNetwork != n.Spec.HostNetwork || o.Status.Phase != n.Status.Phase {
+		return true
+	}
+	if !kovnAnnotationsChanged(o.Annotations, n.Annotations) {
+		return false
+	}
+	key := n.Namespace + "/" + n.Name
+	if v, ok := c.ownWrites.LoadAndDelete(key); ok && v == n.Annotations[annotations.PodNetworks] &&
+		o.Annotations[annotations.RequestedIP] == n.Annotations[annotations.RequestedIP] &&
+		o.Annotations[annotations.RequestedMAC] == n.Annotations[annotations.RequestedMAC] {
+		return false
+	}
+	return true
 }
 
 func nodeChanged(old, cur any) bool {

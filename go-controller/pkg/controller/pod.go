@@ -131,7 +131,9 @@ func (c *Controller) podNetwork(ctx context.Context, pod *corev1.Pod, pool *ipam
 		return nil, err
 	}
 	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, annotations.PodNetworks, value)
+	c.ownWrites.Store(key, value)
 	if _, err := c.kube.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		c.ownWrites.Delete(key)
 		pool.Release(key)
 		if apierrors.IsNotFound(err) {
 			return nil, nil
@@ -164,6 +166,7 @@ func (c *Controller) teardownPod(ctx context.Context, ns, name string) error {
 		return err
 	}
 	c.releasePod(key)
+	c.ownWrites.Delete(key)
 	return nil
 }
 

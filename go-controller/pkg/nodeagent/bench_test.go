@@ -50,7 +50,9 @@ func BenchmarkCNIAdd(b *testing.B) {
 		}
 		slices.Sort(wired)
 		slices.Sort(total)
-		p := func(d []time.Duration, q int) float64 { return float64(d[min(len(d)*q/100, len(d)-1)].Microseconds()) / 1000 }
+		p := func(d []time.Duration, q int) float64 {
+			return float64(d[min(len(d)*q/100, len(d)-1)].Microseconds()) / 1000
+		}
 		b.ReportMetric(p(wired, 50), "wired-p50-ms")
 		b.ReportMetric(p(wired, 99), "wired-p99-ms")
 		b.ReportMetric(p(total, 50), "add-p50-ms")

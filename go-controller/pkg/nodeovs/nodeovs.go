@@ -76,25 +76,56 @@ func Configure(ctx context.Context, c client.Client, s Settings) error {
 	return nil
 }
 
+// BridgeSpec is an OVS bridge kovn wants.
+type BridgeSpec struct {
+	Name         string
+	DatapathType string
+	FailMode     string // secure or standalone
+	OtherConfig  map[string]string
+	ExternalIDs  map[string]string
+}
+
 // bridgeOps creates the integration bridge (with its internal port) or corrects its settings.
 func bridgeOps(c client.Client, root *vswitchd.OpenvSwitch, s Settings) ([]ovsdb.Operation, error) {
-	failMode := vswitchd.BridgeFailModeSecure
-	br := &vswitchd.Bridge{
-		Name:         s.Bridge,
-		DatapathType: s.DatapathType,
-		FailMode:     &failMode,
-		OtherConfig:  map[string]string{"disable-in-band": "true"},
-		ExternalIDs:  ownership.NewOwner(ownership.KindNode, "", s.SystemID).ID("integration-bridge").ExternalIDs(nil),
+	return BridgeOps(c, root, BridgeSpec{
+		Name: s.Bridge, DatapathType: s.DatapathType, FailMode: vswitchd.BridgeFailModeSecure,
+		OtherConfig: map[string]string{"disable-in-band": "true"},
+		ExternalIDs: ownership.NewOwner(ownership.KindNode, "", s.SystemID).ID("integration-bridge").ExternalIDs(nil),
+	})
+}
+
+// EnsureBridge makes a bridge exist with the given settings, in its own transaction.
+func EnsureBridge(ctx context.Context, c client.Client, b BridgeSpec) error {
+	root, err := openvSwitchRow(c)
+	if err != nil {
+		return err
 	}
-	existing, err := nbops.Lookup(c, &vswitchd.Bridge{Name: s.Bridge})
+	if root == nil {
+		return fmt.Errorf("bridge %s: the Open_vSwitch row does not exist yet", b.Name)
+	}
+	ops, err := BridgeOps(c, root, b)
+	if err != nil {
+		return err
+	}
+	if _, err := nbops.Transact(ctx, c, ops); err != nil {
+		return fmt.Errorf("bridge %s: %w", b.Name, err)
+	}
+	return nil
+}
+
+// BridgeOps returns the operations that create the bridge (with its internal port) or correct its settings.
+func BridgeOps(c client.Client, root *vswitchd.OpenvSwitch, b BridgeSpec) ([]ovsdb.Operation, error) {
+	failMode := b.FailMode
+	br := &vswitchd.Bridge{Name: b.Name, DatapathType: b.DatapathType, FailMode: &failMode, OtherConfig: b.OtherConfig, ExternalIDs: b.ExternalIDs}
+	existing, err := nbops.Lookup(c, &vswitchd.Bridge{Name: b.Name})
 	if err != nil {
 		return nil, err
 	}
 	if existing != nil {
 		return nbops.CreateOrUpdate(c, br, &br.DatapathType, &br.FailMode, &br.OtherConfig)
 	}
-	iface := &vswitchd.Interface{UUID: nbops.NewNamedUUID(), Name: s.Bridge, Type: "internal"}
-	port := &vswitchd.Port{UUID: nbops.NewNamedUUID(), Name: s.Bridge, Interfaces: []string{iface.UUID}}
+	iface := &vswitchd.Interface{UUID: nbops.NewNamedUUID(), Name: b.Name, Type: "internal"}
+	port := &vswitchd.Port{UUID: nbops.NewNamedUUID(), Name: b.Name, Interfaces: []string{iface.UUID}}
 	br.UUID = nbops.NewNamedUUID()
 	br.Ports = []string{port.UUID}
 	var ops []ovsdb.Operation
