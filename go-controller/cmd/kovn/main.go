@@ -24,7 +24,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newControllerCommand(), newNodeCommand(), newVersionCommand())
+	root.AddCommand(newControllerCommand(), newNodeCommand(), newSandboxCommand(), newVersionCommand())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "kovn:", err)
 		os.Exit(1)

@@ -38,12 +38,18 @@ type Options struct {
 	ControllerManager bool
 	// DieWithParent kills the processes when the process that started them dies (for tests).
 	DieWithParent bool
+	// AdvertiseAddress is the address nodes reach the apiserver at (default 127.0.0.1); the apiserver then
+	// listens on all addresses, and its serving certificate names this one.
+	AdvertiseAddress string
+	// Scheduler also starts kube-scheduler.
+	Scheduler bool
 }
 
 // ControlPlane is a running etcd + kube-apiserver.
 type ControlPlane struct {
 	opts       Options
 	URL        string
+	Port       int
 	Token      string
 	Kubeconfig string
 	CAFile     string
@@ -96,10 +102,15 @@ func (cp *ControlPlane) start(ctx context.Context) error {
 		return err
 	}
 	cp.URL = "https://127.0.0.1:" + strconv.Itoa(ports[2])
+	cp.Port = ports[2]
 	d := cp.opts.Dir
+	bind, adv := "127.0.0.1", "127.0.0.1"
+	if cp.opts.AdvertiseAddress != "" {
+		bind, adv = "0.0.0.0", cp.opts.AdvertiseAddress
+	}
 	if err := cp.run("kube-apiserver", "kube-apiserver",
 		"--etcd-servers="+etcdURL,
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+strconv.Itoa(ports[2]),
+		"--bind-address="+bind, "--advertise-address="+adv, "--secure-port="+strconv.Itoa(ports[2]),
 		"--cert-dir="+filepath.Join(d, "certs"),
 		"--service-account-key-file="+filepath.Join(d, "sa.pub"),
 		"--service-account-signing-key-file="+filepath.Join(d, "sa.key"),
@@ -127,6 +138,13 @@ func (cp *ControlPlane) start(ctx context.Context) error {
 			return err
 		}
 	}
+	if cp.opts.Scheduler {
+		if err := cp.run("kube-scheduler", "kube-scheduler",
+			"--kubeconfig="+cp.Kubeconfig, "--leader-elect=false", "--secure-port=0",
+		); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -148,6 +166,14 @@ func (cp *ControlPlane) PIDs() map[string]int {
 		out[filepath.Base(p.Path)] = p.Process.Pid
 	}
 	return out
+}
+
+// Release lets the processes outlive this one (the sandbox stops them later by PID).
+func (cp *ControlPlane) Release() {
+	for _, p := range cp.procs {
+		_ = p.Process.Release()
+	}
+	cp.procs = nil
 }
 
 // Stop stops every process, newest first (SIGTERM, then SIGKILL after 5 s).
@@ -178,7 +204,7 @@ func (cp *ControlPlane) run(name, bin string, args ...string) error {
 	}
 	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if cp.opts.DieWithParent {
 		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	}
@@ -264,6 +290,16 @@ contexts:
 current-context: kovn
 `, cp.URL, cp.CAFile, cp.Token)
 	return os.WriteFile(cp.Kubeconfig, []byte(kc), 0o600)
+}
+
+// KubeconfigFor writes a kubeconfig reaching the apiserver at host (an address of this machine other nodes see).
+func (cp *ControlPlane) KubeconfigFor(path, host string) error {
+	data, err := os.ReadFile(cp.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	kc := strings.Replace(string(data), cp.URL, "https://"+net.JoinHostPort(host, strconv.Itoa(cp.Port)), 1)
+	return os.WriteFile(path, []byte(kc), 0o600)
 }
 
 func waitHTTP(ctx context.Context, url, token string, tr http.RoundTripper, timeout time.Duration) error {

@@ -1,0 +1,41 @@
+package sandbox
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// PrintStatus writes the sandbox's nodes and processes with their state and resident memory.
+func PrintStatus(w io.Writer, s *State) error {
+	fmt.Fprintf(w, "state dir:  %s\nkubeconfig: %s\napiserver:  %s\nencap:      %s\n\nnodes:\n", s.Dir, s.Kubeconfig, s.APIServer, s.Encap)
+	for _, n := range s.Nodes {
+		fmt.Fprintf(w, "  %-8s %-16s netns %s\n", n.Name, n.IP, n.Netns)
+	}
+	fmt.Fprintf(w, "\n%-28s %8s %8s %10s\n", "process", "pid", "state", "rss")
+	for _, p := range s.Procs {
+		state, rss := "stopped", "-"
+		if alive(p.PID) {
+			state, rss = "running", rssOf(p.PID)
+		}
+		fmt.Fprintf(w, "%-28s %8d %8s %10s\n", p.Name, p.PID, state, rss)
+	}
+	return nil
+}
+
+// rssOf returns a process's resident set size (VmRSS).
+func rssOf(pid int) string {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return "-"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "VmRSS:" {
+			kb, _ := strconv.Atoi(f[1])
+			return fmt.Sprintf("%.1f MiB", float64(kb)/1024)
+		}
+	}
+	return "-"
+}
