@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -75,7 +74,7 @@ func newSandboxCommand() *cobra.Command {
 	execCmd := &cobra.Command{Use: "exec NS/POD -- CMD [ARGS...]", Short: "run a command in a pod's network namespace",
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
-			netns, err := podNetns(dir, args[0])
+			netns, err := sandbox.PodNetns(dir, args[0])
 			if err != nil {
 				return err
 			}
@@ -89,7 +88,7 @@ func newSandboxCommand() *cobra.Command {
 	probe := &cobra.Command{Use: "probe NS/POD tcp|udp ADDR:PORT", Short: "ask from a pod whether ADDR:PORT answers, and what it saw",
 		Args: cobra.ExactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			netns, err := podNetns(dir, args[0])
+			netns, err := sandbox.PodNetns(dir, args[0])
 			if err != nil {
 				return err
 			}
@@ -106,28 +105,18 @@ func newSandboxCommand() *cobra.Command {
 			return nil
 		}}
 	probe.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "how long to wait for the answer")
-	cmd.AddCommand(up, down, kubeconfig, status, execCmd, probe, newKubeletCommand(), newWorkloadCommand())
-	return cmd
-}
-
-// podNetns finds a pod's network namespace in the kubelets' records.
-func podNetns(dir, pod string) (string, error) {
-	files, _ := filepath.Glob(filepath.Join(dir, "nodes", "*", "kubelet-pods.json"))
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		var pods map[string]struct {
-			Netns string `json:"netns"`
-		}
-		if json.Unmarshal(data, &pods) == nil {
-			if p, ok := pods[pod]; ok {
-				return p.Netns, nil
+	restart := &cobra.Command{Use: "restart PROCESS", Short: "restart one sandbox process (names as in status)",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pid, err := sandbox.Restart(dir, args[0])
+			if err != nil {
+				return err
 			}
-		}
-	}
-	return "", fmt.Errorf("pod %s is not running in the sandbox in %s (want NAMESPACE/NAME)", pod, dir)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s restarted (pid %d)\n", args[0], pid)
+			return nil
+		}}
+	cmd.AddCommand(up, down, kubeconfig, status, execCmd, probe, restart, newKubeletCommand(), newWorkloadCommand())
+	return cmd
 }
 
 func newKubeletCommand() *cobra.Command {

@@ -125,7 +125,7 @@ func updateOps(desired, existing *mapper.Info, uuid string, fields []any) ([]ovs
 	if len(fields) == 0 {
 		columns = columns[:0]
 		for name, col := range schema.Columns {
-			if col.Mutable() {
+			if col.Mutable() && !statusColumns[desired.Metadata.TableName][name] {
 				columns = append(columns, name)
 			}
 		}
@@ -162,6 +162,17 @@ func updateOps(desired, existing *mapper.Info, uuid string, fields []any) ([]ovs
 		Row:   row,
 		Where: []ovsdb.Condition{whereUUID(uuid)},
 	}}, nil
+}
+
+// statusColumns are written by OVN itself (ovn-northd, ovn-controller, ovs-vswitchd), never by kovn: an update
+// without explicit fields leaves them alone, or every reconcile would undo what OVN reported.
+var statusColumns = map[string]map[string]bool{
+	"Logical_Switch_Port": {"up": true, "dynamic_addresses": true},
+	"Logical_Router_Port": {"status": true},
+	"Load_Balancer":       {"status": true},
+	"NB_Global":           {"sb_cfg": true, "hv_cfg": true, "hv_cfg_timestamp": true, "nb_cfg_timestamp": true, "sb_cfg_timestamp": true},
+	"Interface":           {"ofport": true, "mac_in_use": true, "status": true, "statistics": true, "link_state": true, "admin_state": true, "error": true},
+	"Bridge":              {"datapath_id": true, "datapath_version": true, "status": true},
 }
 
 func whereUUID(uuid string) ovsdb.Condition {

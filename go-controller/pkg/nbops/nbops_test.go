@@ -165,6 +165,14 @@ func TestCreateOrUpdateIsIdempotentAndMinimal(t *testing.T) {
 		t.Fatalf("address not updated: %v", got.Addresses)
 	}
 
+	// Columns OVN writes (northd's "up") are not kovn's to reset.
+	up := true
+	got.Up = &up
+	commit(t, c, must(t)(nbops.CreateOrUpdate(c, got, &got.Up)))
+	if ops := must(t)(nbops.CreateOrUpdate(c, p)); len(ops) != 0 {
+		t.Fatalf("an update would reset the port's up column: %+v", ops)
+	}
+
 	// Emptying a column is a change too.
 	p.PortSecurity = nil
 	commit(t, c, must(t)(nbops.CreateOrUpdate(c, p)))

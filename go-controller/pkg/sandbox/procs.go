@@ -14,10 +14,12 @@ import (
 
 // Proc is a process the sandbox started.
 type Proc struct {
-	Name  string `json:"name"`
-	PID   int    `json:"pid"`
-	Netns string `json:"netns,omitempty"`
-	Log   string `json:"log"`
+	Name  string   `json:"name"`
+	PID   int      `json:"pid"`
+	Netns string   `json:"netns,omitempty"`
+	Log   string   `json:"log"`
+	Env   []string `json:"env,omitempty"`
+	Cmd   []string `json:"cmd,omitempty"` // binary and arguments, to restart it
 }
 
 // State is everything `down` needs to undo `up`, written after every step so a crash halfway leaves a record.
@@ -97,7 +99,7 @@ func (s *State) start(name, netns string, env []string, bin string, args ...stri
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := Proc{Name: name, PID: cmd.Process.Pid, Netns: netns, Log: logPath}
+	p := Proc{Name: name, PID: cmd.Process.Pid, Netns: netns, Log: logPath, Env: env, Cmd: append([]string{bin}, args...)}
 	_ = cmd.Process.Release()
 	s.Procs = append(s.Procs, p)
 	return &p, s.save()
@@ -146,4 +148,29 @@ func killInNetns(name string) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+}
+
+// Restart stops one of the sandbox's processes and starts it again with the same command (to test that kovn
+// survives restarts of its components).
+func Restart(dir, name string) (int, error) {
+	s, err := LoadState(dir)
+	if err != nil {
+		return 0, err
+	}
+	for i, p := range s.Procs {
+		if p.Name != name {
+			continue
+		}
+		if len(p.Cmd) == 0 {
+			return 0, fmt.Errorf("%s cannot be restarted (no command recorded)", name)
+		}
+		stopPID(p.PID, 5*time.Second)
+		s.Procs = append(s.Procs[:i], s.Procs[i+1:]...)
+		np, err := s.start(p.Name, p.Netns, p.Env, p.Cmd[0], p.Cmd[1:]...)
+		if err != nil {
+			return 0, err
+		}
+		return np.PID, nil
+	}
+	return 0, fmt.Errorf("no sandbox process named %q", name)
 }

@@ -1,9 +1,11 @@
 package sandbox
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -38,4 +40,24 @@ func rssOf(pid int) string {
 		}
 	}
 	return "-"
+}
+
+// PodNetns returns the network namespace path of a sandbox pod ("namespace/name"), from the kubelets' records.
+func PodNetns(dir, pod string) (string, error) {
+	files, _ := filepath.Glob(filepath.Join(dir, "nodes", "*", "kubelet-pods.json"))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var pods map[string]struct {
+			Netns string `json:"netns"`
+		}
+		if json.Unmarshal(data, &pods) == nil {
+			if p, ok := pods[pod]; ok {
+				return p.Netns, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("pod %s is not running in the sandbox in %s (want NAMESPACE/NAME)", pod, dir)
 }

@@ -65,8 +65,25 @@ func (k *Kubelet) tryUpdateStatus(ctx context.Context) (bool, error) {
 		LastHeartbeatTime: now, LastTransitionTime: transition}}
 	n.Status.NodeInfo = corev1.NodeSystemInfo{KubeletVersion: "kovn-sandbox", OperatingSystem: "linux", Architecture: "amd64",
 		ContainerRuntimeVersion: "kovn-sandbox://netns"}
-	_, err = k.kube.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
-	return ready == corev1.ConditionTrue, err
+	n, err = k.kube.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+	if err != nil {
+		return false, err
+	}
+	// The not-ready taint the apiserver puts on new nodes is lifted by the node lifecycle controller, which the
+	// sandbox does not run: the kubelet stand-in does it, as the node's network becomes ready.
+	var taints []corev1.Taint
+	for _, t := range n.Spec.Taints {
+		if t.Key != corev1.TaintNodeNotReady || ready != corev1.ConditionTrue {
+			taints = append(taints, t)
+		}
+	}
+	if len(taints) != len(n.Spec.Taints) {
+		n.Spec.Taints = taints
+		if _, err := k.kube.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+			return false, err
+		}
+	}
+	return ready == corev1.ConditionTrue, nil
 }
 
 func findCondition(cs []corev1.NodeCondition, t corev1.NodeConditionType) *corev1.NodeCondition {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
@@ -49,6 +51,7 @@ func (k *Kubelet) start(ctx context.Context, pod *corev1.Pod) error {
 	if r.PID, err = k.startWorkload(pod, r); err != nil {
 		return err
 	}
+	waitListening(r.Netns, pod)
 	k.mu.Lock()
 	k.pods[key] = r
 	k.mu.Unlock()
@@ -176,4 +179,34 @@ func createNetns(path string) error {
 		return serr
 	}
 	return err
+}
+
+// waitListening waits (up to 10 s) until the workload accepts connections on the pod's first TCP port, so the
+// pod is reported Running only once it serves, as a readiness probe would.
+func waitListening(netnsPath string, pod *corev1.Pod) {
+	port := 0
+	for _, c := range pod.Spec.Containers {
+		for _, p := range c.Ports {
+			if port == 0 && (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) {
+				port = int(p.ContainerPort)
+			}
+		}
+	}
+	if port == 0 {
+		return
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		ok := false
+		_ = ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+			conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
+			if err == nil {
+				conn.Close()
+				ok = true
+			}
+			return nil
+		})
+		if ok {
+			return
+		}
+	}
 }

@@ -23,15 +23,6 @@ func Serve(ctx context.Context, name string, tcp, udp []int) error {
 		}
 		wg.Wait()
 	}()
-	for _, port := range tcp {
-		ln, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
-		if err != nil {
-			return fmt.Errorf("tcp port %d: %w", port, err)
-		}
-		closers = append(closers, func() { ln.Close() })
-		wg.Add(1)
-		go func() { defer wg.Done(); serveTCP(ln, name) }()
-	}
 	for _, port := range udp {
 		pc, err := net.ListenPacket("udp", fmt.Sprintf(":%d", port))
 		if err != nil {
@@ -40,6 +31,15 @@ func Serve(ctx context.Context, name string, tcp, udp []int) error {
 		closers = append(closers, func() { pc.Close() })
 		wg.Add(1)
 		go func() { defer wg.Done(); serveUDP(pc, name) }()
+	}
+	for _, port := range tcp {
+		ln, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
+		if err != nil {
+			return fmt.Errorf("tcp port %d: %w", port, err)
+		}
+		closers = append(closers, func() { ln.Close() })
+		wg.Add(1)
+		go func() { defer wg.Done(); serveTCP(ln, name) }()
 	}
 	<-ctx.Done()
 	return nil
