@@ -47,7 +47,7 @@ func StartNode(tb testing.TB, name string) *Node {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	n := &Node{Name: name, Netns: fmt.Sprintf("kovnt%d-%d-%s", os.Getpid()%100000, nodeSeq.Add(1), name), Dir: dir}
+	n := &Node{Name: name, Netns: fmt.Sprintf("kovnt%d-%d-%s", os.Getpid(), nodeSeq.Add(1), name), Dir: dir}
 	tb.Cleanup(func() { n.stop(tb) })
 	if err := n.start(); err != nil {
 		tb.Fatalf("ovntest: node %s: %v", name, err)
@@ -55,8 +55,23 @@ func StartNode(tb testing.TB, name string) *Node {
 	return n
 }
 
+// sweepStaleNetns removes test-node namespaces of test binaries that died without cleaning up (their names
+// carry the PID).
+func sweepStaleNetns() {
+	entries, _ := os.ReadDir("/var/run/netns")
+	for _, e := range entries {
+		var pid, seq int
+		if _, err := fmt.Sscanf(e.Name(), "kovnt%d-%d-", &pid, &seq); err != nil {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+			_ = exec.Command("ip", "netns", "del", e.Name()).Run()
+		}
+	}
+}
+
 func (n *Node) start() error {
-	_ = exec.Command("ip", "netns", "del", n.Netns).Run() // left over from a killed run
+	sweepStaleNetns()
 	if out, err := exec.Command("ip", "netns", "add", n.Netns).CombinedOutput(); err != nil {
 		return fmt.Errorf("ip netns add %s: %v: %s", n.Netns, err, out)
 	}
