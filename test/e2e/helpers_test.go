@@ -116,9 +116,11 @@ func mustReach(t *testing.T, from, to pod, proto string) workload.Reply {
 	return r
 }
 
-// ping pings ip once from a pod's namespace (or a node's, when from is a node netns name).
+// ping pings ip from a namespace (a pod's or a node's) and succeeds on the first reply. It sends up to five
+// echoes 200 ms apart: a pod that just turned Ready may take a moment longer to be programmed on other nodes'
+// ovn-controllers (ovn-installed covers only its own node), as TCP would ride out with a SYN retransmit.
 func ping(netnsName, ip string) error {
-	out, err := exec.Command("ip", "netns", "exec", netnsName, "ping", "-c", "1", "-W", "3", ip).CombinedOutput()
+	out, err := exec.Command("ip", "netns", "exec", netnsName, "ping", "-c", "5", "-i", "0.2", "-W", "2", "-q", ip).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%v: %s", err, out)
 	}

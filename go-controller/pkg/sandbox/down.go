@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"github.com/kovn-io/kovn/go-controller/pkg/sandbox/namedns"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -19,7 +20,7 @@ func Down(dir string, log *slog.Logger) error {
 		s = &State{Dir: dir}
 	}
 	// Pod workloads and anything else started inside the namespaces, then the recorded daemons.
-	for _, n := range listNetns(nsPrefix) {
+	for _, n := range namedns.List(nsPrefix) {
 		killInNetns(n)
 	}
 	procs := slices.Clone(s.Procs)
@@ -33,9 +34,9 @@ func Down(dir string, log *slog.Logger) error {
 			failed = append(failed, fmt.Sprintf("%s (%d)", p.Name, p.PID))
 		}
 	}
-	for _, n := range listNetns(nsPrefix) {
+	for _, n := range namedns.List(nsPrefix) {
 		killInNetns(n)
-		if err := deleteNetns(n); err != nil {
+		if err := namedns.Delete(n); err != nil {
 			failed = append(failed, err.Error())
 		}
 	}

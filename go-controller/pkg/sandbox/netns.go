@@ -1,54 +1,12 @@
 package sandbox
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"runtime"
-	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-
-	"github.com/containernetworking/plugins/pkg/ns"
 )
-
-// createNetns creates a named network namespace (under /var/run/netns) with loopback up. An existing one of
-// that name is reused.
-func createNetns(name string) error {
-	if _, err := os.Stat("/var/run/netns/" + name); err == nil {
-		return nil
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	h, err := netns.NewNamed(name)
-	if err != nil {
-		return fmt.Errorf("create netns %s: %w", name, err)
-	}
-	defer h.Close()
-	lo, err := netlink.LinkByName("lo")
-	if err == nil {
-		err = netlink.LinkSetUp(lo)
-	}
-	if serr := netns.Set(orig); serr != nil {
-		return fmt.Errorf("return to the original netns: %w", serr)
-	}
-	return err
-}
-
-// deleteNetns removes a named namespace; a missing one is fine.
-func deleteNetns(name string) error {
-	err := netns.DeleteNamed(name)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("delete netns %s: %w", name, err)
-	}
-	return nil
-}
 
 // handle returns a netlink handle for a named namespace ("" for the current one).
 func handle(nsName string) (*netlink.Handle, error) {
@@ -165,18 +123,6 @@ func deleteLink(name string) {
 	}
 }
 
-// listNetns returns the named namespaces whose names start with prefix.
-func listNetns(prefix string) []string {
-	entries, _ := os.ReadDir("/var/run/netns")
-	var out []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), prefix) {
-			out = append(out, e.Name())
-		}
-	}
-	return out
-}
-
 func randSuffix() string {
 	b := make([]byte, 4)
 	f, err := os.Open("/dev/urandom")
@@ -185,9 +131,4 @@ func randSuffix() string {
 		f.Close()
 	}
 	return fmt.Sprintf("%x", b)
-}
-
-// inNetns runs fn with the calling thread in the named namespace.
-func inNetns(name string, fn func() error) error {
-	return ns.WithNetNSPath("/var/run/netns/"+name, func(ns.NetNS) error { return fn() })
 }

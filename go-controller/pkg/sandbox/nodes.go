@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"github.com/kovn-io/kovn/go-controller/pkg/sandbox/namedns"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,7 +41,7 @@ func upNode(ctx context.Context, s *State, o Options, i int) error {
 	if err := os.MkdirAll(n.Dir, 0o755); err != nil {
 		return err
 	}
-	if err := createNetns(n.Netns); err != nil {
+	if err := namedns.Create(n.Netns); err != nil {
 		return err
 	}
 	s.Netns = append(s.Netns, n.Netns)
@@ -56,7 +57,7 @@ func upNode(ctx context.Context, s *State, o Options, i int) error {
 	if err := setUp(underlayNS, "v"+name, underlayBr, ""); err != nil {
 		return err
 	}
-	if err := inNetns(underlayNS, func() error { return podnet.SetTxChecksum("v"+name, false) }); err != nil {
+	if err := namedns.Do(underlayNS, func() error { return podnet.SetTxChecksum("v"+name, false) }); err != nil {
 		return err
 	}
 	env := rundirEnv(n.Dir)
@@ -119,7 +120,7 @@ func setupPhy(ctx context.Context, n Node, sock string, settings nodeovs.Setting
 	if err := nodeovs.EnsurePort(cctx, c, "br-phy", nodeovs.PortSpec{Name: "eth0"}); err != nil {
 		return err
 	}
-	return inNetns(n.Netns, func() error {
+	return namedns.Do(n.Netns, func() error {
 		eth0, err := netlink.LinkByName("eth0")
 		if err != nil {
 			return err

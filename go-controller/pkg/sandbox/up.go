@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kovn-io/kovn/go-controller/pkg/kubecp"
+	"github.com/kovn-io/kovn/go-controller/pkg/sandbox/namedns"
 	ovsdbmodels "github.com/kovn-io/kovn/ovsdb-models"
 )
 
@@ -138,7 +139,7 @@ func upControlPlane(ctx context.Context, s *State, o Options) error {
 
 // upCentral creates the underlay (a namespace holding the bridge between nodes) and runs OVN central there.
 func upCentral(ctx context.Context, s *State, o Options) error {
-	if err := createNetns(underlayNS); err != nil {
+	if err := namedns.Create(underlayNS); err != nil {
 		return err
 	}
 	s.Netns = append(s.Netns, underlayNS)

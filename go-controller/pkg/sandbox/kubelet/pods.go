@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,11 +15,12 @@ import (
 
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"runtime"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/kovn-io/kovn/go-controller/pkg/sandbox/namedns"
 )
 
 // NetnsPrefix names pod namespaces ("kovnsb-p-<uid prefix>"), under the sandbox's prefix so `down` finds them.
@@ -29,7 +31,7 @@ func (k *Kubelet) start(ctx context.Context, pod *corev1.Pod) error {
 	key := pod.Namespace + "/" + pod.Name
 	uid := string(pod.UID)
 	r := &running{UID: uid, ContainerID: sandboxID(uid), Netns: "/var/run/netns/" + NetnsPrefix + strings.ReplaceAll(uid, "-", "")[:16]}
-	if err := createNetns(r.Netns); err != nil {
+	if err := namedns.Create(filepath.Base(r.Netns)); err != nil {
 		return err
 	}
 	list, err := k.confList()
@@ -105,7 +107,7 @@ func (k *Kubelet) stop(ctx context.Context, key string, r *running) error {
 	if err := k.cni.DelNetworkList(ctx, list, k.runtimeConf(pod, r)); err != nil {
 		return fmt.Errorf("CNI DEL: %w", err)
 	}
-	_ = netns.DeleteNamed(r.Netns[strings.LastIndex(r.Netns, "/")+1:])
+	_ = namedns.Delete(filepath.Base(r.Netns))
 	k.mu.Lock()
 	delete(k.pods, key)
 	k.mu.Unlock()
@@ -114,8 +116,20 @@ func (k *Kubelet) stop(ctx context.Context, key string, r *running) error {
 	return nil
 }
 
-// setRunning reports the pod Running and Ready with its IP.
+// setRunning reports the pod Running and Ready with its IP, re-reading the pod when it changed meanwhile.
 func (k *Kubelet) setRunning(ctx context.Context, pod *corev1.Pod, ip string) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		err := k.updateRunning(ctx, pod, ip)
+		if apierrors.IsConflict(err) {
+			if fresh, gerr := k.kube.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{}); gerr == nil {
+				pod = fresh
+			}
+		}
+		return err
+	})
+}
+
+func (k *Kubelet) updateRunning(ctx context.Context, pod *corev1.Pod, ip string) error {
 	p := pod.DeepCopy()
 	now := metav1.Now()
 	p.Status.Phase = corev1.PodRunning
@@ -151,34 +165,6 @@ func (k *Kubelet) load() {
 	if err == nil {
 		_ = json.Unmarshal(data, &k.pods)
 	}
-}
-
-func createNetns(path string) error {
-	name := path[strings.LastIndex(path, "/")+1:]
-	if _, err := os.Stat(path); err == nil {
-		return nil
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	h, err := netns.NewNamed(name)
-	if err != nil {
-		return fmt.Errorf("create netns %s: %w", name, err)
-	}
-	h.Close()
-	// Loopback up, as containerd's loopback plugin does.
-	lo, err := netlink.LinkByName("lo")
-	if err == nil {
-		err = netlink.LinkSetUp(lo)
-	}
-	if serr := netns.Set(orig); serr != nil {
-		return serr
-	}
-	return err
 }
 
 // waitListening waits (up to 10 s) until the workload accepts connections on the pod's first TCP port, so the
