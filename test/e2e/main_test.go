@@ -48,6 +48,10 @@ func run(m *testing.M) int {
 		fmt.Println(err)
 		return 1
 	}
+	if err := crashHalfwayThenDown(filepath.Join(dir, "crashed")); err != nil {
+		fmt.Println("e2e:", err)
+		return 1
+	}
 	stateDir = filepath.Join(dir, "sb")
 	start := time.Now()
 	out, err := exec.Command(kovnBin, "sandbox", "up", "--nodes=3", "--state-dir="+stateDir).CombinedOutput()
@@ -113,6 +117,34 @@ func down() error {
 	if len(left) > 0 {
 		return fmt.Errorf("sandbox down left %v", left)
 	}
+	return nil
+}
+
+// crashHalfwayThenDown kills `kovn sandbox up` in the middle of its work (after its control plane and some
+// namespaces exist) and checks that `kovn sandbox down` still removes everything.
+func crashHalfwayThenDown(dir string) error {
+	up := exec.Command(kovnBin, "sandbox", "up", "--nodes=3", "--state-dir="+dir)
+	if err := up.Start(); err != nil {
+		return err
+	}
+	// Wait until node2's namespace exists: control plane, OVN central and node1 run, node2 is on its way.
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat("/var/run/netns/kovnsb-node2"); err == nil {
+			break
+		}
+	}
+	_ = up.Process.Kill()
+	_ = up.Wait()
+	s, err := sandbox.LoadState(dir)
+	if err != nil {
+		return fmt.Errorf("crashed up left no state: %w", err)
+	}
+	stateDir, state = dir, s
+	defer func() { stateDir, state = "", nil }()
+	if err := down(); err != nil {
+		return fmt.Errorf("after a crash of up halfway (%d processes recorded): %w", len(s.Procs), err)
+	}
+	fmt.Printf("e2e: up killed halfway with %d processes started; down left nothing\n", len(s.Procs))
 	return nil
 }
 
