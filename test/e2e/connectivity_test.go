@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,4 +145,26 @@ func fileSize(t *testing.T, path string) int64 {
 		t.Fatal(err)
 	}
 	return st.Size()
+}
+
+func TestMetricsAreServed(t *testing.T) {
+	namespace(t, "e2e-metrics")
+	createPod(t, "e2e-metrics", "m", "node1")
+	waitRunning(t, "e2e-metrics", "m")
+	for url, want := range map[string][]string{
+		"http://127.0.0.1:9475/metrics": {`kovn_controller_nb_transactions_total{result="ok"}`, `kovn_controller_reconcile_duration_seconds_count{kind="pod",result="ok"}`},
+		"http://127.0.0.1:9476/metrics": {`kovn_cni_request_duration_seconds_count{command="ADD",result="ok"}`, "kovn_cni_ovn_installed_wait_seconds_count"},
+	} {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatalf("%s: %v", url, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, w := range want {
+			if !strings.Contains(string(body), w) {
+				t.Errorf("%s lacks %s", url, w)
+			}
+		}
+	}
 }

@@ -2,10 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"os"
+	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -28,6 +35,7 @@ type controllerOptions struct {
 	leaderElect    bool
 	leaseNamespace string
 	logLevel       string
+	metricsAddress string
 }
 
 func newControllerCommand() *cobra.Command {
@@ -52,6 +60,7 @@ func newControllerCommand() *cobra.Command {
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "compete for a Lease so that only one replica writes")
 	fs.StringVar(&o.leaseNamespace, "lease-namespace", "kube-system", "namespace of the leader-election Lease")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.metricsAddress, "metrics-address", ":9475", "address for /metrics and /healthz (empty: off)")
 	return cmd
 }
 
@@ -77,6 +86,11 @@ func runController(ctx context.Context, o controllerOptions, cluster config.Clus
 	defer broadcaster.Shutdown()
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kovn-controller"})
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if o.metricsAddress != "" {
+		go serveMetrics(ctx, o.metricsAddress, reg, log)
+	}
 	run := func(ctx context.Context) error {
 		nb, err := ovndb.ConnectNB(ctx, ovndb.Config{Address: o.nbAddress, Reconnect: true, Logger: log})
 		if err != nil {
@@ -84,7 +98,7 @@ func runController(ctx context.Context, o controllerOptions, cluster config.Clus
 		}
 		defer nb.Close()
 		c, err := controller.New(controller.Config{
-			Cluster: cluster, NB: nb, Kube: kube, Recorder: recorder, PodWorkers: o.podWorkers, Logger: log,
+			Cluster: cluster, NB: nb, Kube: kube, Recorder: recorder, PodWorkers: o.podWorkers, Logger: log, Metrics: reg,
 		})
 		if err != nil {
 			return err
@@ -104,4 +118,15 @@ func runController(ctx context.Context, o controllerOptions, cluster config.Clus
 		return runErr
 	}
 	return err
+}
+
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("metrics server stopped", "addr", addr, "err", err)
+	}
 }

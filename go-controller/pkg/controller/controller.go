@@ -16,6 +16,7 @@ import (
 
 	"github.com/ovn-kubernetes/libovsdb/client"
 	"github.com/ovn-kubernetes/libovsdb/ovsdb"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/informers"
@@ -41,6 +42,8 @@ type Config struct {
 	// PodWorkers is the number of pods reconciled in parallel (default 8).
 	PodWorkers int
 	Logger     *slog.Logger
+	// Metrics registers the controller's metrics (nil: not exported).
+	Metrics prometheus.Registerer
 }
 
 // Controller reconciles Nodes, Namespaces and Pods into the Northbound database.
@@ -65,6 +68,7 @@ type Controller struct {
 	// ownWrites holds the pod network annotation each pod was last patched with, to recognise its echo.
 	ownWrites sync.Map
 	stats     Stats
+	metrics   *metrics
 	synced    atomic.Bool  // the full sync is done
 	inflight  atomic.Int64 // keys being reconciled
 }
@@ -103,6 +107,7 @@ func New(cfg Config) (*Controller, error) {
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: name})
 	}
 	c.nodeQ, c.podQ, c.nsQ = newQ("nodes"), newQ("pods"), newQ("namespaces")
+	c.metrics = newMetrics(cfg.Metrics, c)
 
 	nodeInf := c.factory.Core().V1().Nodes()
 	podInf := c.factory.Core().V1().Pods()
@@ -146,6 +151,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		return fmt.Errorf("full sync: %w", err)
 	}
 	c.synced.Store(true)
+	c.metrics.fullSync.Set(time.Since(start).Seconds())
 	c.log.Info("full sync done", "duration", time.Since(start), "nbTransactions", c.stats.Transactions.Load())
 
 	var wg sync.WaitGroup
@@ -178,7 +184,14 @@ func (c *Controller) processNext(ctx context.Context, q workqueue.TypedRateLimit
 	c.inflight.Add(1)
 	defer c.inflight.Add(-1)
 	defer q.Done(key)
-	if err := sync(ctx, key); err != nil {
+	start := time.Now()
+	err := sync(ctx, key)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	c.metrics.reconcile.WithLabelValues(queueName(q, c), result).Observe(time.Since(start).Seconds())
+	if err != nil {
 		c.log.Warn("reconcile failed; will retry", "queue", queueName(q, c), "key", key, "retries", q.NumRequeues(key), "err", err)
 		q.AddRateLimited(key)
 		return true
@@ -190,11 +203,11 @@ func (c *Controller) processNext(ctx context.Context, q workqueue.TypedRateLimit
 func queueName(q workqueue.TypedRateLimitingInterface[string], c *Controller) string {
 	switch q {
 	case c.nodeQ:
-		return "nodes"
+		return "node"
 	case c.podQ:
-		return "pods"
+		return "pod"
 	}
-	return "namespaces"
+	return "namespace"
 }
 
 // apply commits ops as one NB transaction, counting it.
@@ -206,10 +219,13 @@ func (c *Controller) apply(ctx context.Context, what string, ops []ovsdb.Operati
 	defer cancel()
 	if _, err := nbops.Transact(tctx, c.nb, ops); err != nil {
 		c.stats.Failures.Add(1)
+		c.metrics.transactions.WithLabelValues("error").Inc()
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	c.stats.Transactions.Add(1)
 	c.stats.Operations.Add(int64(len(ops)))
+	c.metrics.transactions.WithLabelValues("ok").Inc()
+	c.metrics.operations.Add(float64(len(ops)))
 	return nil
 }
 
