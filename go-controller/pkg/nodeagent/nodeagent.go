@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -108,11 +109,21 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// Every goroutine ends before the deferred closes run: none may use the OVS client after it is closed.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
 	errs := make(chan error, 3)
-	go func() { errs <- srv.Run(ctx) }()
-	go func() { errs <- a.runManagementPort(ctx) }()
+	goRun := func(f func(context.Context) error) {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs <- f(ctx) }()
+	}
+	defer wg.Wait()
+	defer cancel()
+	goRun(srv.Run)
+	goRun(a.runManagementPort)
 	if cfg.MetricsAddress != "" {
-		go func() { errs <- a.serveMetrics(ctx) }()
+		goRun(a.serveMetrics)
 	}
 	if err := installCNI(cfg); err != nil {
 		return err
