@@ -77,7 +77,7 @@ func (s *Server) add(ctx context.Context, req *cniapi.Request) (json.RawMessage,
 	})}
 	if err := nodeovs.EnsurePort(ctx, s.cfg.OVS, s.cfg.Bridge, port); err != nil {
 		_ = podnet.Teardown(s.hostNS, req.Netns, req.IfName, a.HostName)
-		return nil, types.NewError(types.ErrIOFailure, fmt.Sprintf("pod %s: %v", pod, err), "")
+		return nil, types.NewError(types.ErrIOFailure, fmt.Sprintf("pod %s: %v (is the node's OVS database running?)", pod, err), "")
 	}
 	ictx, cancel := context.WithTimeout(ctx, s.cfg.InstallTimeout)
 	start = time.Now()

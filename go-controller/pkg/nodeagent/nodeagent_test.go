@@ -220,6 +220,25 @@ func TestErrorsAreCNIErrorsThatSayWhy(t *testing.T) {
 	}
 }
 
+func TestDeadOVSIsABoundedClearError(t *testing.T) {
+	c := newCluster(t, true)
+	pod, _ := c.createPod("dead", "p")
+	if err := c.node.Stop("ovsdb-server"); err != nil {
+		t.Fatal(err)
+	}
+	conf := withPluginField(t, c.conf, `"timeoutSeconds": 5`)
+	start := time.Now()
+	_, err := c.cni.AddNetworkList(context.Background(), conf, c.rt(c.newSandbox(pod)))
+	took := time.Since(start)
+	code, msg := cniError(t, err)
+	if code != types.ErrIOFailure || !strings.Contains(msg, "dead/p") || !strings.Contains(msg, "reconnect") {
+		t.Fatalf("ADD with OVS down: code %d %q", code, msg)
+	}
+	if took > 30*time.Second { // a bound against hanging, not a speed check
+		t.Fatalf("ADD with OVS down took %s, : it must give up within its 5 s budget, not hang", took)
+	}
+}
+
 // withPluginField returns a copy of the conflist with one field of kovn's plugin entry set to a raw JSON value
 // (written "key": value).
 func withPluginField(t *testing.T, list *libcni.NetworkConfigList, field string) *libcni.NetworkConfigList {

@@ -159,3 +159,14 @@ func (n *Node) stop(tb testing.TB) {
 	}
 	_ = os.RemoveAll(n.Dir)
 }
+
+// Stop stops one of the node's daemons ("ovsdb-server", "ovs-vswitchd", "ovn-controller"), to test how kovn
+// behaves when it dies.
+func (n *Node) Stop(name string) error {
+	for _, p := range n.procs {
+		if p.name == name {
+			return p.stop()
+		}
+	}
+	return fmt.Errorf("node %s runs no %s", n.Name, name)
+}
