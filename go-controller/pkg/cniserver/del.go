@@ -39,7 +39,9 @@ func (s *Server) detach(ctx context.Context, containerID, ifName, netns string) 
 
 // gcConfig is the part of a GC request's configuration kovn reads.
 type gcConfig struct {
-	ValidAttachments []types.GCAttachment `json:"cni.dev/valid-attachments"`
+	ValidAttachments *[]types.GCAttachment `json:"cni.dev/valid-attachments"`
+	// The key's name in drafts of the spec before it was released.
+	Attachments *[]types.GCAttachment `json:"cni.dev/attachments"`
 }
 
 // gc removes the ports and interfaces of every attachment kovn made that the runtime no longer lists.
@@ -48,8 +50,16 @@ func (s *Server) gc(ctx context.Context, req *cniapi.Request) error {
 	if err := json.Unmarshal(req.Config, &conf); err != nil {
 		return types.NewError(types.ErrDecodingFailure, "GC: unreadable configuration", err.Error())
 	}
+	list := conf.ValidAttachments
+	if list == nil {
+		list = conf.Attachments
+	}
+	if list == nil {
+		// Without the list every attachment would look stale: refuse rather than wipe the node.
+		return types.NewError(types.ErrInvalidNetworkConfig, "GC: the configuration has no cni.dev/valid-attachments list; nothing removed", "")
+	}
 	valid := map[[2]string]bool{}
-	for _, a := range conf.ValidAttachments {
+	for _, a := range *list {
 		valid[[2]string{a.ContainerID, a.IfName}] = true
 	}
 	ifaces, err := nodeovs.PodInterfaces(s.cfg.OVS)

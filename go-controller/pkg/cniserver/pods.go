@@ -81,6 +81,7 @@ func (w *podWatch) waitNetwork(ctx context.Context, ns, name, uid string) (annot
 		w.mu.Unlock()
 
 		pod := w.get(ns, name)
+		done := func() { w.drop(key, ch) }
 		state := "the pod is not (yet) in this node's pod cache"
 		if pod != nil {
 			if uid != "" && string(pod.UID) != uid {
@@ -90,6 +91,7 @@ func (w *podWatch) waitNetwork(ctx context.Context, ns, name, uid string) (annot
 				if err != nil {
 					state = err.Error()
 				} else if ok {
+					done()
 					return net, pod, nil
 				} else {
 					state = "the pod has no " + annotations.PodNetworks + " annotation yet (is kovn controller running?)"
@@ -99,7 +101,24 @@ func (w *podWatch) waitNetwork(ctx context.Context, ns, name, uid string) (annot
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			done()
 			return annotations.PodNetwork{}, nil, fmt.Errorf("pod %s: no network after %s: %s", key, time.Since(start).Round(time.Millisecond), state)
 		}
+	}
+}
+
+// drop removes a waiter that no longer waits.
+func (w *podWatch) drop(key string, ch chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	list := w.waiters[key]
+	for i, c := range list {
+		if c == ch {
+			w.waiters[key] = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(w.waiters[key]) == 0 {
+		delete(w.waiters, key)
 	}
 }

@@ -95,7 +95,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.pods.start(ctx); err != nil {
 		return err
 	}
+	// The socket is created with the process umask and only then chmod'ed: keep its directory root-only so no
+	// one else can reach it meanwhile.
 	if err := os.MkdirAll(filepath.Dir(s.cfg.Socket), 0o700); err != nil {
+		return fmt.Errorf("cniserver: %w", err)
+	}
+	if err := os.Chmod(filepath.Dir(s.cfg.Socket), 0o700); err != nil {
 		return fmt.Errorf("cniserver: %w", err)
 	}
 	if err := os.Remove(s.cfg.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -112,9 +117,13 @@ func (s *Server) Run(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+cniapi.Path, s.serveCNI)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// In-flight requests finish (their own deadlines bound them) before Run returns and its caller closes
+		// the clients they use.
+		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 	}()
@@ -122,6 +131,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("cniserver: %w", err)
 	}
+	<-stopped
 	return nil
 }
 

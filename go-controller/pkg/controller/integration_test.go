@@ -149,13 +149,20 @@ func TestNodesNamespacesAndPodsBecomeNB(t *testing.T) {
 		lsp, _ := nbops.Lookup(e.nb, &nbdb.LogicalSwitchPort{Name: topology.PodPort("web", "p2")})
 		return lsp == nil && !slices.Contains(e.addressSet("web"), ip2.String()), fmt.Sprint(e.addressSet("web"))
 	})
-	// A deleted node loses every row it owned; its subnet goes back to the pool.
+	// A deleted node loses every row it owned, its pods' IPs leave the address sets, its subnet goes back.
+	e.createPod("web", "p4", "n2")
+	ip4 := e.podIP("web", "p4")
+	e.eventually("p4 in the address set", func() (bool, string) {
+		return slices.Contains(e.addressSet("web"), ip4.String()), fmt.Sprint(e.addressSet("web"))
+	})
 	e.deleteNode("n2")
 	e.eventually("deleted node cleaned up", func() (bool, string) {
 		sw, _ := nbops.Lookup(e.nb, &nbdb.LogicalSwitch{Name: "n2"})
 		lrp, _ := nbops.Lookup(e.nb, &nbdb.LogicalRouterPort{Name: topology.RouterToSwitchPort("n2")})
-		return sw == nil && lrp == nil, fmt.Sprintf("switch %v router port %v", sw != nil, lrp != nil)
+		return sw == nil && lrp == nil && !slices.Contains(e.addressSet("web"), ip4.String()),
+			fmt.Sprintf("switch %v router port %v address set %v", sw != nil, lrp != nil, e.addressSet("web"))
 	})
+	e.deletePod("web", "p4")
 	e.createNode("n3", nil)
 	if s3 := e.nodeSubnet("n3"); s3 != s2 {
 		t.Fatalf("freed subnet %s not reused: n3 got %s", s2, s3)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -37,6 +38,8 @@ func RunAsLeader(ctx context.Context, kube kubernetes.Interface, le LeaderElecti
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	lost := make(chan struct{})
+	finished := make(chan struct{}) // closed when run returns
+	var started atomic.Bool
 	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
 		LeaseDuration:   le.LeaseDuration,
@@ -47,6 +50,8 @@ func RunAsLeader(ctx context.Context, kube kubernetes.Interface, le LeaderElecti
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(ctx context.Context) {
 				log.Info("became leader", "identity", le.Identity, "lease", le.Namespace+"/"+le.Name)
+				started.Store(true)
+				defer close(finished)
 				run(ctx)
 				cancel()
 			},
@@ -65,6 +70,11 @@ func RunAsLeader(ctx context.Context, kube kubernetes.Interface, le LeaderElecti
 		return fmt.Errorf("leader election: %w", err)
 	}
 	elector.Run(ctx)
+	// The elector does not wait for the leader's work: do, so that this replica has stopped writing before
+	// its caller exits and another takes over.
+	if started.Load() {
+		<-finished
+	}
 	select {
 	case <-lost:
 		if ctx.Err() == nil {

@@ -109,11 +109,35 @@ func (c *Controller) nodeOps(n topology.Node) ([]ovsdb.Operation, error) {
 	return ops, err
 }
 
-// deleteNode removes the node's rows (its switch takes the pods' ports with it) and frees its subnet.
+// deleteNode removes the node's rows (its switch takes the pods' ports with it), takes its pods' IPs out of the
+// namespace address sets (their ports are gone, so their own teardown finds nothing to remove), and frees its
+// subnet.
 func (c *Controller) deleteNode(ctx context.Context, name string) error {
 	ops, err := nbops.DeleteByOwner(c.nb, ownership.NewOwner(ownership.KindNode, "", name))
 	if err != nil {
 		return err
+	}
+	if pool := c.pool(name); pool != nil {
+		var sets []*nbdb.AddressSet
+		err := c.nb.WhereCache(func(as *nbdb.AddressSet) bool {
+			return as.ExternalIDs[ownership.KeyOwnerKind] == string(ownership.KindNamespace)
+		}).List(ctx, &sets)
+		if err != nil {
+			return err
+		}
+		for _, as := range sets {
+			var gone []string
+			for _, a := range as.Addresses {
+				if ip, err := netip.ParseAddr(a); err == nil && pool.Subnet().Contains(ip) {
+					gone = append(gone, a)
+				}
+			}
+			o, err := nbops.EnsureNotInSet(c.nb, as, &as.Addresses, gone)
+			if err != nil {
+				return err
+			}
+			ops = append(ops, o...)
+		}
 	}
 	if err := c.apply(ctx, "delete node "+name, ops); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/ovn-kubernetes/libovsdb/ovsdb"
@@ -63,27 +64,68 @@ func (c *Controller) syncPod(ctx context.Context, key string) error {
 	return c.apply(ctx, "pod "+key, ops)
 }
 
-// podOps returns the operations that make a pod's port and address-set entry match net.
+// podOps returns the operations that make a pod's port and address-set entry match net. A port left by an
+// earlier pod of the same name on another node is replaced, and IPs the port no longer has leave the address set.
 func (c *Controller) podOps(pod *corev1.Pod, net annotations.PodNetwork) ([]ovsdb.Operation, error) {
 	var ops []ovsdb.Operation
 	add := func(o []ovsdb.Operation, err error) error {
 		ops = append(ops, o...)
 		return err
 	}
-	lsp := topology.ForPod(pod.Namespace, pod.Name, net)
-	if err := add(nbops.CreateOrUpdate(c.nb, lsp)); err != nil {
+	key := pod.Namespace + "/" + pod.Name
+	lsp := topology.ForPod(pod.Namespace, pod.Name, pod.Spec.NodeName, net)
+	as := topology.ForNamespace(pod.Namespace, nil)
+	old, err := nbops.Lookup(c.nb, &nbdb.LogicalSwitchPort{Name: lsp.Name})
+	if err != nil {
+		return nil, err
+	}
+	replace := old != nil && old.ExternalIDs[topology.KeyNode] != pod.Spec.NodeName
+	if old != nil {
+		var stale []string
+		for _, ip := range lspIPs(old) {
+			if !slices.Contains(ipStrings(net), ip) && !c.ipHeldByOther(ip, key) {
+				stale = append(stale, ip)
+			}
+		}
+		if err := add(nbops.EnsureNotInSet(c.nb, as, &as.Addresses, stale)); err != nil {
+			return nil, err
+		}
+	}
+	if replace {
+		if err := add(nbops.Delete(c.nb, old)); err != nil {
+			return nil, err
+		}
+		if err := add(nbops.Create(c.nb, lsp)); err != nil {
+			return nil, err
+		}
+	} else if err := add(nbops.CreateOrUpdate(c.nb, lsp)); err != nil {
 		return nil, err
 	}
 	sw := &nbdb.LogicalSwitch{Name: pod.Spec.NodeName}
 	if err := add(nbops.EnsureInSet(c.nb, sw, &sw.Ports, []string{lsp.UUID})); err != nil {
 		return nil, err
 	}
-	as := topology.ForNamespace(pod.Namespace, nil)
 	if err := add(nbops.CreateOrUpdate(c.nb, as, &as.ExternalIDs)); err != nil {
 		return nil, err
 	}
-	err := add(nbops.EnsureInSet(c.nb, as, &as.Addresses, ipStrings(net)))
+	err = add(nbops.EnsureInSet(c.nb, as, &as.Addresses, ipStrings(net)))
 	return ops, err
+}
+
+// ipHeldByOther reports whether IPAM has given ip to a pod other than key.
+func (c *Controller) ipHeldByOther(ip, key string) bool {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	c.poolsMu.Lock()
+	defer c.poolsMu.Unlock()
+	for _, p := range c.pools {
+		if owner, ok := p.Owner(addr); ok && owner != key {
+			return true
+		}
+	}
+	return false
 }
 
 // podNetwork returns the pod's network: the one its annotation records when valid and free, otherwise a new
@@ -134,10 +176,11 @@ func (c *Controller) podNetwork(ctx context.Context, pod *corev1.Pod, pool *ipam
 	c.ownWrites.Store(key, value)
 	if _, err := c.kube.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		c.ownWrites.Delete(key)
-		pool.Release(key)
 		if apierrors.IsNotFound(err) {
+			pool.Release(key)
 			return nil, nil
 		}
+		// The patch may have landed (a timeout): keep the IP reserved for this pod; the retry writes the same one.
 		return nil, fmt.Errorf("record network of pod %s: %w", key, err)
 	}
 	return &net, nil

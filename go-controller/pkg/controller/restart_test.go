@@ -141,6 +141,34 @@ func fileSize(t *testing.T, path string) int64 {
 	return st.Size()
 }
 
+// A pod deleted and recreated under the same name on another node while no controller runs: the restarted
+// controller moves the port to the new node's switch (never leaving it on two) and drops the old IP.
+func TestPodRecreatedOnAnotherNodeMovesItsPort(t *testing.T) {
+	e := newEnv(t, config.Default())
+	_, stop := e.startController()
+	e.createNamespace("mv")
+	e.createNode("n1", nil)
+	e.createNode("n2", nil)
+	e.createPod("mv", "x", "n1")
+	oldIP := e.podIP("mv", "x")
+	e.eventually("port on n1", func() (bool, string) { return e.portOnSwitch("mv", "x", "n1", oldIP) })
+	stop()
+	e.deletePod("mv", "x")
+	e.createPod("mv", "x", "n2")
+	c, _ := e.startController()
+	newIP := e.podIP("mv", "x")
+	e.eventually("port on n2", func() (bool, string) { return e.portOnSwitch("mv", "x", "n2", newIP) })
+	e.waitIdle(c)
+	sw1, _ := nbops.Lookup(e.nb, &nbdb.LogicalSwitch{Name: "n1"})
+	lsp, _ := nbops.Lookup(e.nb, &nbdb.LogicalSwitchPort{Name: topology.PodPort("mv", "x")})
+	if slices.Contains(sw1.Ports, lsp.UUID) {
+		t.Fatal("the pod's port is still on its old node's switch")
+	}
+	if got := e.addressSet("mv"); !slices.Equal(got, []string{newIP.String()}) {
+		t.Fatalf("address set after the move: %v, want only %s", got, newIP)
+	}
+}
+
 func TestOnlyTheLeaderWrites(t *testing.T) {
 	e := newEnv(t, config.Default())
 	le := LeaderElection{Namespace: "kube-system", Name: "kovn-controller",

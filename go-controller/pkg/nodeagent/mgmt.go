@@ -47,12 +47,21 @@ func (a *Agent) runManagementPort(ctx context.Context) error {
 	if err := a.hostNS.Do(func(ns.NetNS) error { return a.configureManagement(ctx, name, mac, ip, gw, subnet) }); err != nil {
 		return fmt.Errorf("management port %s: %w", name, err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	if err := nodeovs.NewInstallWatcher(a.ovs).Wait(wctx, name); err != nil {
+	// Wait as long as it takes (OVN central or ovn-controller may come up late), saying why meanwhile.
+	w := nodeovs.NewInstallWatcher(a.ovs)
+	for {
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := w.Wait(wctx, name)
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
 		notReady := fmt.Errorf("management port: %w", err)
 		a.ready.Store(&notReady)
-		return nil // STATUS reports it; the agent keeps serving DEL and GC
+		a.log.Warn("management port not installed yet; still waiting", "err", err)
 	}
 	a.ready.Store(nil)
 	a.log.Info("management port ready", "interface", name, "ip", ip, "subnet", subnet)

@@ -16,6 +16,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/kovn-io/kovn/go-controller/pkg/cniapi"
 	"github.com/kovn-io/kovn/go-controller/pkg/nodeovs"
 	"github.com/kovn-io/kovn/go-controller/pkg/podnet"
 )
@@ -164,6 +165,15 @@ func TestGCRemovesAttachmentsTheRuntimeNoLongerHas(t *testing.T) {
 	}
 	if err := c.cni.CheckNetworkList(ctx, c.conf, c.rt(keep)); err != nil {
 		t.Fatalf("GC broke a valid attachment: %v", err)
+	}
+	// A GC whose configuration lacks the list of valid attachments must not take every attachment for stale.
+	// (libcni itself DELs every cached attachment when given no list, so this goes to the agent directly.)
+	resp, err := cniapi.Call(ctx, c.socket, &cniapi.Request{Command: cniapi.GC, Config: []byte(`{"cniVersion":"1.1.0","name":"kovn","type":"kovn-cni"}`)})
+	if err != nil || resp.Error == nil || !strings.Contains(resp.Error.Msg, "valid-attachments") {
+		t.Fatalf("GC without a valid-attachments list: %v %+v", err, resp)
+	}
+	if err := c.cni.CheckNetworkList(ctx, c.conf, c.rt(keep)); err != nil {
+		t.Fatalf("GC without a list removed a valid attachment: %v", err)
 	}
 }
 

@@ -129,6 +129,13 @@ func TestInstallWatcherTimesOutWithAClearError(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("waiter not released by ovn-installed=true")
 	}
+	// Ensuring the port again (an agent restart) keeps ovn-controller's mark.
+	if err := EnsurePort(context.Background(), n.OVS, "br-int", PortSpec{Name: "p1", Type: "internal", ExternalIDs: map[string]string{KeyIfaceID: "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	if iface, _ := Interface(n.OVS, "p1"); iface.ExternalIDs[KeyOVNInstalled] != "true" || iface.ExternalIDs[KeyIfaceID] != "x" {
+		t.Fatalf("external_ids after EnsurePort again: %v", iface.ExternalIDs)
+	}
 }
 
 func mutationInstalled(iface *vswitchd.Interface) model.Mutation {

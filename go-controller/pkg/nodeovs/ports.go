@@ -47,14 +47,22 @@ func EnsurePort(ctx context.Context, c client.Client, bridge string, p PortSpec)
 	}
 	var ops []ovsdb.Operation
 	if existing != nil {
-		if ops, err = nbops.CreateOrUpdate(c, iface, &iface.ExternalIDs, &iface.MAC); err != nil {
+		// Only kovn's keys are set: ovn-controller's own (ovn-installed) stay.
+		if ops, err = setOwnKeys(c, &vswitchd.Interface{Name: p.Name}, p.ExternalIDs); err != nil {
 			return err
 		}
-		o, err := nbops.CreateOrUpdate(c, port, &port.ExternalIDs)
+		o, err := setOwnKeys(c, &vswitchd.Port{Name: p.Name}, p.ExternalIDs)
 		if err != nil {
 			return err
 		}
 		ops = append(ops, o...)
+		if p.MAC != "" {
+			o, err := nbops.CreateOrUpdate(c, iface, &iface.MAC)
+			if err != nil {
+				return err
+			}
+			ops = append(ops, o...)
+		}
 	} else {
 		iface.UUID, port.UUID = nbops.NewNamedUUID(), nbops.NewNamedUUID()
 		port.Interfaces = []string{iface.UUID}
@@ -100,4 +108,30 @@ func PodInterfaces(c client.Client) ([]*vswitchd.Interface, error) {
 	var out []*vswitchd.Interface
 	err := c.WhereCache(func(i *vswitchd.Interface) bool { return i.ExternalIDs[KeySandbox] != "" }).List(context.Background(), &out)
 	return out, err
+}
+
+// setOwnKeys returns the mutations that set kv in the external_ids of the Port or Interface m names, keeping
+// other keys; nothing when they are already set.
+func setOwnKeys(c client.Client, m model.Model, kv map[string]string) ([]ovsdb.Operation, error) {
+	switch row := m.(type) {
+	case *vswitchd.Interface:
+		got, err := nbops.Lookup(c, row)
+		if err != nil || got == nil {
+			return nil, err
+		}
+		if mapContains(got.ExternalIDs, kv) {
+			return nil, nil
+		}
+		return setMapKeys(c, got, &got.ExternalIDs, kv)
+	case *vswitchd.Port:
+		got, err := nbops.Lookup(c, row)
+		if err != nil || got == nil {
+			return nil, err
+		}
+		if mapContains(got.ExternalIDs, kv) {
+			return nil, nil
+		}
+		return setMapKeys(c, got, &got.ExternalIDs, kv)
+	}
+	return nil, fmt.Errorf("setOwnKeys: unsupported %T", m)
 }

@@ -135,9 +135,12 @@ func PodNetwork(cfg config.Cluster, subnet netip.Prefix, ip netip.Addr, mac stri
 	}
 }
 
-// ForPod returns the logical switch port of a pod with the given network: its addresses, and port security
-// that lets it send only from them.
-func ForPod(namespace, name string, n annotations.PodNetwork) *nbdb.LogicalSwitchPort {
+// KeyNode is the external_ids key naming the node whose switch holds a pod's port.
+const KeyNode = "kovn.io/node"
+
+// ForPod returns the logical switch port of a pod on a node with the given network: its addresses, and port
+// security that lets it send only from them.
+func ForPod(namespace, name, node string, n annotations.PodNetwork) *nbdb.LogicalSwitchPort {
 	addr := n.MAC
 	for _, ip := range n.IPs {
 		addr += " " + ip.Addr().String()
@@ -147,7 +150,7 @@ func ForPod(namespace, name string, n annotations.PodNetwork) *nbdb.LogicalSwitc
 		Addresses:    []string{addr},
 		PortSecurity: []string{addr},
 		ExternalIDs: ownership.NewOwner(ownership.KindPod, namespace, name).ID("port").
-			ExternalIDs(map[string]string{"namespace": namespace, "pod": name}),
+			ExternalIDs(map[string]string{"namespace": namespace, "pod": name, KeyNode: node}),
 	}
 }
 

@@ -50,11 +50,11 @@ func TestForPod(t *testing.T) {
 			if err := n.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			p := ForPod("my-ns", "web-0", n)
+			p := ForPod("my-ns", "web-0", "node7", n)
 			if p.Name != "my-ns_web-0" || p.Addresses[0] != tc.wantAddr || p.PortSecurity[0] != tc.wantAddr {
 				t.Fatalf("port %+v", p)
 			}
-			if p.ExternalIDs[ownership.KeyOwner] != "my-ns/web-0" || p.ExternalIDs[ownership.KeyOwnerKind] != "Pod" || p.ExternalIDs["pod"] != "web-0" {
+			if p.ExternalIDs[ownership.KeyOwner] != "my-ns/web-0" || p.ExternalIDs[ownership.KeyOwnerKind] != "Pod" || p.ExternalIDs["pod"] != "web-0" || p.ExternalIDs[KeyNode] != "node7" {
 				t.Fatalf("external_ids %v", p.ExternalIDs)
 			}
 		})
