@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/kovn-io/kovn/go-controller/pkg/sandbox"
+	"github.com/kovn-io/kovn/go-controller/pkg/sandbox/namedns"
+	"github.com/kovn-io/kovn/go-controller/pkg/sandbox/workload"
 )
 
 func TestPodToPodSameNodeAndAcrossNodes(t *testing.T) {
@@ -165,6 +167,23 @@ func TestMetricsAreServed(t *testing.T) {
 			if !strings.Contains(string(body), w) {
 				t.Errorf("%s lacks %s", url, w)
 			}
+		}
+	}
+}
+
+func TestNodesReachTheExternalHost(t *testing.T) {
+	for i, node := range state.Nodes {
+		var r workload.Reply
+		err := namedns.Do(node.Netns, func() error {
+			var perr error
+			r, perr = workload.Probe("tcp", sandbox.ExternalIP+":80", 3*time.Second)
+			return perr
+		})
+		if err != nil {
+			t.Fatalf("%s cannot reach the external host %s: %v", node.Name, sandbox.ExternalIP, err)
+		}
+		if r.Name != "external" || !strings.HasPrefix(r.Client, node.IP+":") {
+			t.Errorf("node %d: external host answered %+v, want it to see %s", i+1, r, node.IP)
 		}
 	}
 }

@@ -71,7 +71,7 @@ func newSandboxCommand() *cobra.Command {
 			}
 			return sandbox.PrintStatus(cmd.OutOrStdout(), s)
 		}}
-	execCmd := &cobra.Command{Use: "exec NS/POD -- CMD [ARGS...]", Short: "run a command in a pod's network namespace",
+	execCmd := &cobra.Command{Use: "exec NS/POD|external -- CMD [ARGS...]", Short: "run a command in a pod's (or the external host's) network namespace",
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
 			netns, err := sandbox.PodNetns(dir, args[0])

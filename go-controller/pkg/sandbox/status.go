@@ -8,11 +8,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/kovn-io/kovn/go-controller/pkg/sandbox/namedns"
 )
 
 // PrintStatus writes the sandbox's nodes and processes with their state and resident memory.
 func PrintStatus(w io.Writer, s *State) error {
-	fmt.Fprintf(w, "state dir:  %s\nkubeconfig: %s\napiserver:  %s\nencap:      %s\n\nnodes:\n", s.Dir, s.Kubeconfig, s.APIServer, s.Encap)
+	fmt.Fprintf(w, "state dir:  %s\nkubeconfig: %s\napiserver:  %s\nencap:      %s\nexternal:   %s (netns %s; TCP 80, UDP 81 answer with the client address)\n\nnodes:\n",
+		s.Dir, s.Kubeconfig, s.APIServer, s.Encap, ExternalIP, externalNS)
 	for _, n := range s.Nodes {
 		fmt.Fprintf(w, "  %-8s %-16s netns %s\n", n.Name, n.IP, n.Netns)
 	}
@@ -42,8 +45,12 @@ func rssOf(pid int) string {
 	return "-"
 }
 
-// PodNetns returns the network namespace path of a sandbox pod ("namespace/name"), from the kubelets' records.
+// PodNetns returns the network namespace path of a sandbox pod ("namespace/name"), from the kubelets' records;
+// "external" names the external host.
 func PodNetns(dir, pod string) (string, error) {
+	if pod == "external" {
+		return namedns.Path(externalNS), nil
+	}
 	files, _ := filepath.Glob(filepath.Join(dir, "nodes", "*", "kubelet-pods.json"))
 	for _, f := range files {
 		data, err := os.ReadFile(f)

@@ -26,10 +26,13 @@ const nsPrefix = "kovnsb-"
 
 // Underlay addressing: the central services sit on .1, node i on .(10+i).
 const (
-	underlayNS   = nsPrefix + "underlay"
-	underlayBr   = "br0"
-	underlayNet  = "192.168.230."
-	centralIP    = underlayNet + "1"
+	underlayNS  = nsPrefix + "underlay"
+	underlayBr  = "br0"
+	underlayNet = "192.168.230."
+	centralIP   = underlayNet + "1"
+	// ExternalIP is the sandbox's stand-in for the world outside the cluster: a host on the underlay.
+	ExternalIP   = underlayNet + "254"
+	externalNS   = nsPrefix + "external"
 	underlayBits = "/24"
 )
 
@@ -69,6 +72,7 @@ func Up(ctx context.Context, o Options) (*State, error) {
 		{"control plane", upControlPlane},
 		{"underlay and OVN central", upCentral},
 		{"kovn controller", upController},
+		{"external host", upExternal},
 		{"nodes", upNodes},
 		{"nodes ready", waitReady},
 	}
@@ -181,6 +185,29 @@ func upCentral(ctx context.Context, s *State, o Options) error {
 func upController(_ context.Context, s *State, o Options) error {
 	_, err := s.start("kovn-controller", "", nil, o.Kovn, "controller", "--kubeconfig="+s.Kubeconfig,
 		"--nb-address=unix:"+filepath.Join(o.Dir, "ovn", "nb.sock"), "--encap="+o.Encap)
+	return err
+}
+
+// upExternal creates the external host: a namespace on the underlay with a server that answers with the client
+// address it saw (TCP 80, UDP 81), so tests can tell whose address traffic leaving the cluster carries.
+func upExternal(_ context.Context, s *State, o Options) error {
+	if err := namedns.Create(externalNS); err != nil {
+		return err
+	}
+	s.Netns = append(s.Netns, externalNS)
+	if err := s.save(); err != nil {
+		return err
+	}
+	if err := veth(externalNS, "eth0", underlayNS, "vexternal", underlayMTU); err != nil {
+		return err
+	}
+	if err := setUp(underlayNS, "vexternal", underlayBr, ""); err != nil {
+		return err
+	}
+	if err := setUp(externalNS, "eth0", "", ExternalIP+underlayBits); err != nil {
+		return err
+	}
+	_, err := s.start("external-server", externalNS, nil, o.Kovn, "sandbox", "workload", "--name=external", "--tcp=80", "--udp=81")
 	return err
 }
 
