@@ -48,10 +48,16 @@ func EnsurePort(ctx context.Context, c client.Client, bridge string, p PortSpec)
 	var ops []ovsdb.Operation
 	if existing != nil {
 		// Only kovn's keys are set: ovn-controller's own (ovn-installed) stay.
-		if ops, err = setOwnKeys(c, &vswitchd.Interface{Name: p.Name}, p.ExternalIDs); err != nil {
+		oldIface, err := Interface(c, p.Name)
+		if err != nil {
 			return err
 		}
-		o, err := setOwnKeys(c, &vswitchd.Port{Name: p.Name}, p.ExternalIDs)
+		if oldIface != nil {
+			if ops, err = setOwnKeys(c, oldIface, &oldIface.ExternalIDs, p.ExternalIDs); err != nil {
+				return err
+			}
+		}
+		o, err := setOwnKeys(c, existing, &existing.ExternalIDs, p.ExternalIDs)
 		if err != nil {
 			return err
 		}
@@ -110,28 +116,11 @@ func PodInterfaces(c client.Client) ([]*vswitchd.Interface, error) {
 	return out, err
 }
 
-// setOwnKeys returns the mutations that set kv in the external_ids of the Port or Interface m names, keeping
-// other keys; nothing when they are already set.
-func setOwnKeys(c client.Client, m model.Model, kv map[string]string) ([]ovsdb.Operation, error) {
-	switch row := m.(type) {
-	case *vswitchd.Interface:
-		got, err := nbops.Lookup(c, row)
-		if err != nil || got == nil {
-			return nil, err
-		}
-		if mapContains(got.ExternalIDs, kv) {
-			return nil, nil
-		}
-		return setMapKeys(c, got, &got.ExternalIDs, kv)
-	case *vswitchd.Port:
-		got, err := nbops.Lookup(c, row)
-		if err != nil || got == nil {
-			return nil, err
-		}
-		if mapContains(got.ExternalIDs, kv) {
-			return nil, nil
-		}
-		return setMapKeys(c, got, &got.ExternalIDs, kv)
+// setOwnKeys returns the mutations that set kv in a cached row's external_ids (field), keeping other keys;
+// nothing when the row already has them.
+func setOwnKeys(c client.Client, row model.Model, field *map[string]string, kv map[string]string) ([]ovsdb.Operation, error) {
+	if mapContains(*field, kv) {
+		return nil, nil
 	}
-	return nil, fmt.Errorf("setOwnKeys: unsupported %T", m)
+	return setMapKeys(c, row, field, kv)
 }
