@@ -65,6 +65,56 @@ func (a *Agent) runManagementPort(ctx context.Context) error {
 	}
 	a.ready.Store(nil)
 	a.log.Info("management port ready", "interface", name, "ip", ip, "subnet", subnet)
+	// Keep it so: if the device loses its address or routes (ovs-vswitchd re-creating the tap, an operator),
+	// put them back.
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
+		if err := a.hostNS.Do(func(ns.NetNS) error { return a.checkManagement(name, ip, subnet) }); err != nil {
+			a.log.Warn("management port lost its configuration; restoring it", "interface", name, "err", err)
+			if err := a.hostNS.Do(func(ns.NetNS) error { return a.configureManagement(ctx, name, mac, ip, gw, subnet) }); err != nil {
+				a.log.Error("restoring the management port failed", "interface", name, "err", err)
+			}
+		}
+	}
+}
+
+// checkManagement reports what is missing from the management port: the device, its address, or a route.
+func (a *Agent) checkManagement(name string, ip netip.Addr, subnet netip.Prefix) error {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	if link.Attrs().Flags&net.FlagUp == 0 {
+		return fmt.Errorf("%s is down", name)
+	}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, ad := range addrs {
+		found = found || ad.IPNet.String() == netip.PrefixFrom(ip, subnet.Bits()).String()
+	}
+	if !found {
+		return fmt.Errorf("%s has no address %s", name, ip)
+	}
+	routes, err := netlink.RouteList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return err
+	}
+	for _, cc := range a.cfg.Cluster.ClusterCIDRs {
+		ok := false
+		for _, r := range routes {
+			ok = ok || (r.Dst != nil && r.Dst.String() == cc.CIDR.String())
+		}
+		if !ok {
+			return fmt.Errorf("no route to %s via %s", cc.CIDR, name)
+		}
+	}
 	return nil
 }
 

@@ -115,6 +115,15 @@ func TestPodsGetWiredAndTalk(t *testing.T) {
 		t.Fatalf("TCP node -> b: %q %v", got, err)
 	}
 
+	// The agent restores a management port that lost its address (and with it its routes).
+	if out, err := c.node.Exec("ip", "addr", "flush", "dev", "kovn-mp0"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	c.eventually("management port restored", func() (bool, string) {
+		out, err := c.node.Exec("ping", "-c", "1", "-W", "1", ipA)
+		return err == nil, string(out)
+	})
+
 	// DEL, then DEL again: both succeed and leave nothing behind.
 	for i := range 2 {
 		if err := c.cni.DelNetworkList(ctx, c.conf, c.rt(sa)); err != nil {
