@@ -45,6 +45,8 @@ type Cluster struct {
 	Encap string `json:"encap"`
 	// MTU is the underlay (node NIC) MTU; pods get MTU minus the encapsulation overhead.
 	MTU int `json:"mtu"`
+	// Gateway is how pod traffic leaves the cluster.
+	Gateway Gateway `json:"gateway"`
 }
 
 // Default returns the configuration kovn uses when nothing is set.
@@ -55,6 +57,7 @@ func Default() Cluster {
 		JoinSubnet:   netip.MustParsePrefix("100.64.0.0/16"),
 		Encap:        EncapGeneve,
 		MTU:          1500,
+		Gateway:      Gateway{EgressSNAT: true},
 	}
 }
 
@@ -104,6 +107,14 @@ func (c Cluster) Validate() error {
 		errs = append(errs, fmt.Errorf("encap %q: want geneve or vxlan", c.Encap))
 	} else if c.MTU < 576+encapOverhead[c.Encap] || c.MTU > 9216 {
 		errs = append(errs, fmt.Errorf("MTU %d: want between %d and 9216", c.MTU, 576+encapOverhead[c.Encap]))
+	}
+	errs = append(errs, c.Gateway.validate()...)
+	if c.JoinSubnet.IsValid() && c.JoinSubnet.Bits() <= 29 {
+		// Every node subnet gets a gateway router address on the join subnet (see topology.GatewayJoinIP).
+		if need, have := c.NodeSubnetCount()+1, uint64(1)<<(32-c.JoinSubnet.Bits())-2; need > have {
+			errs = append(errs, fmt.Errorf("join subnet %s has %d addresses; the cluster CIDRs need %d (one per node subnet and the cluster router)",
+				c.JoinSubnet, have, need))
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid cluster network config: %w", errors.Join(errs...))
@@ -159,6 +170,7 @@ type Flags struct {
 	JoinSubnet   string
 	Encap        string
 	MTU          int
+	Gateway      GatewayFlags
 }
 
 // AddFlags registers the cluster network flags. Flags override the file given by --config.
@@ -170,6 +182,7 @@ func (f *Flags) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.JoinSubnet, "join-subnet", d.JoinSubnet.String(), "subnet linking the cluster router and the node gateway routers")
 	fs.StringVar(&f.Encap, "encap", d.Encap, "tunnel type between nodes: geneve or vxlan")
 	fs.IntVar(&f.MTU, "mtu", d.MTU, "underlay MTU; pods get this minus the encapsulation overhead")
+	f.Gateway.addFlags(fs, d.Gateway)
 }
 
 // Resolve builds the Cluster config: defaults, then the file, then the flags that were set explicitly.
@@ -197,6 +210,7 @@ func (f *Flags) Resolve(fs *pflag.FlagSet) (Cluster, error) {
 	set("join-subnet", func() (e error) { c.JoinSubnet, e = netip.ParsePrefix(f.JoinSubnet); return })
 	set("encap", func() error { c.Encap = f.Encap; return nil })
 	set("mtu", func() error { c.MTU = f.MTU; return nil })
+	f.Gateway.resolve(&c.Gateway, set)
 	if err != nil {
 		return c, err
 	}

@@ -123,6 +123,9 @@ func New(cfg Config) (*Controller, error) {
 		}
 		c.podsSynced = append(c.podsSynced, inf.HasSynced)
 	}
+	if _, err := nsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{UpdateFunc: c.namespaceEgressChanged}); err != nil {
+		return nil, fmt.Errorf("add event handler: %w", err)
+	}
 	return c, nil
 }
 
@@ -279,7 +282,8 @@ func nodeChanged(old, cur any) bool {
 }
 
 func kovnAnnotationsChanged(a, b map[string]string) bool {
-	for _, k := range []string{annotations.PodNetworks, annotations.RequestedIP, annotations.RequestedMAC, annotations.NodeSubnets} {
+	for _, k := range []string{annotations.PodNetworks, annotations.RequestedIP, annotations.RequestedMAC, annotations.NodeSubnets,
+		annotations.NodeGateway} {
 		if a[k] != b[k] {
 			return true
 		}

@@ -13,7 +13,7 @@ import (
 // syncNamespace keeps the namespace's address set (its pods add and remove their own IPs) and removes it with
 // the namespace.
 func (c *Controller) syncNamespace(ctx context.Context, name string) error {
-	_, err := c.namespaces.Get(name)
+	ns, err := c.namespaces.Get(name)
 	if apierrors.IsNotFound(err) {
 		ops, err := nbops.Delete(c.nb, &nbdb.AddressSet{Name: topology.NamespaceAddressSet(name)})
 		if err != nil {
@@ -24,6 +24,7 @@ func (c *Controller) syncNamespace(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	c.warnBadEgressAnnotation(ns)
 	as := topology.ForNamespace(name, nil)
 	ops, err := nbops.CreateOrUpdate(c.nb, as, &as.ExternalIDs)
 	if err != nil {

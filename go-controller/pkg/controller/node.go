@@ -42,11 +42,24 @@ func (c *Controller) syncNode(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("node %s: %w", name, err)
 	}
+	gwChanged := false
+	if gw, ok, err := c.nodeGateway(node); err == nil {
+		var want *annotations.NodeGatewayInfo
+		if ok {
+			want = &gw
+		}
+		gwOps, err := c.gatewayOps(name, subnet, want)
+		if err != nil {
+			return fmt.Errorf("node %s gateway: %w", name, err)
+		}
+		ops, gwChanged = append(ops, gwOps...), len(gwOps) > 0
+	}
 	if err := c.apply(ctx, "node "+name, ops); err != nil {
 		return err
 	}
-	if !hadPool {
-		c.enqueuePodsOn(name) // pods that waited for the node's subnet
+	if !hadPool || gwChanged {
+		// Pods that waited for the node's subnet; pods whose egress NAT lives on the (changed) gateway router.
+		c.enqueuePodsOn(name)
 	}
 	return nil
 }

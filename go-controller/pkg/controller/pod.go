@@ -108,7 +108,10 @@ func (c *Controller) podOps(pod *corev1.Pod, net annotations.PodNetwork) ([]ovsd
 	if err := add(nbops.CreateOrUpdate(c.nb, as, &as.ExternalIDs)); err != nil {
 		return nil, err
 	}
-	err = add(nbops.EnsureInSet(c.nb, as, &as.Addresses, ipStrings(net)))
+	if err := add(nbops.EnsureInSet(c.nb, as, &as.Addresses, ipStrings(net))); err != nil {
+		return nil, err
+	}
+	err = add(c.podEgressOps(pod, net))
 	return ops, err
 }
 
@@ -193,11 +196,16 @@ func (c *Controller) teardownPod(ctx context.Context, ns, name string) error {
 	if err != nil {
 		return err
 	}
-	var ops []ovsdb.Operation
+	ops, err := nbops.Delete(c.nb, podEgressNATLookup(ns, name))
+	if err != nil {
+		return err
+	}
 	if lsp != nil {
-		if ops, err = nbops.Delete(c.nb, lsp); err != nil {
+		del, err := nbops.Delete(c.nb, lsp)
+		if err != nil {
 			return err
 		}
+		ops = append(ops, del...)
 		as := &nbdb.AddressSet{Name: topology.NamespaceAddressSet(ns)}
 		rm, err := nbops.EnsureNotInSet(c.nb, as, &as.Addresses, lspIPs(lsp))
 		if err != nil {

@@ -68,6 +68,7 @@ func (c *Controller) ensureCluster(ctx context.Context) error {
 			return nbops.CreateOrUpdate(c.nb, t.JoinSwitch, &t.JoinSwitch.ExternalIDs)
 		},
 		func() ([]ovsdb.Operation, error) { return nbops.CreateOrUpdate(c.nb, t.RouterJoinPort) },
+		func() ([]ovsdb.Operation, error) { return nbops.CreateOrUpdate(c.nb, t.NoSNATDestinations) },
 		func() ([]ovsdb.Operation, error) {
 			return nbops.EnsureInSet(c.nb, t.Router, &t.Router.Ports, []string{t.RouterJoinPort.UUID})
 		},

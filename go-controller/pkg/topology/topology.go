@@ -51,6 +51,8 @@ type Cluster struct {
 	JoinSwitch     *nbdb.LogicalSwitch
 	RouterJoinPort *nbdb.LogicalRouterPort
 	JoinRouterPort *nbdb.LogicalSwitchPort
+	// NoSNATDestinations is the address set of destinations exempt from egress SNAT.
+	NoSNATDestinations *nbdb.AddressSet
 }
 
 // ForCluster returns the cluster-wide rows for cfg.
@@ -71,7 +73,8 @@ func ForCluster(cfg config.Cluster) Cluster {
 			Networks:    []string{netip.PrefixFrom(joinIP, cfg.JoinSubnet.Bits()).String()},
 			ExternalIDs: clusterOwner.ID("router-join-port").ExternalIDs(nil),
 		},
-		JoinRouterPort: routerTypePort(clusterOwner.ID("join-router-port"), JoinSwitch),
+		JoinRouterPort:     routerTypePort(clusterOwner.ID("join-router-port"), JoinSwitch),
+		NoSNATDestinations: ForNoSNATDestinations(cfg),
 	}
 }
 
