@@ -115,16 +115,22 @@ func (c *Controller) gatewayRowOps(g topology.Gateway) ([]ovsdb.Operation, error
 		func() ([]ovsdb.Operation, error) {
 			return nbops.EnsureInSet(c.nb, g.Router, &g.Router.Ports, []string{g.JoinPort.UUID, g.ExternalPort.UUID})
 		},
-		func() ([]ovsdb.Operation, error) { return nbops.EnsureInSet(c.nb, g.Router, &g.Router.StaticRoutes, routes) },
+		func() ([]ovsdb.Operation, error) {
+			return nbops.EnsureInSet(c.nb, g.Router, &g.Router.StaticRoutes, routes)
+		},
 		func() ([]ovsdb.Operation, error) { return nbops.EnsureInSet(c.nb, g.Router, &g.Router.Nat, nat) },
 		func() ([]ovsdb.Operation, error) {
 			return nbops.EnsureInSet(c.nb, g.ExternalSwitch, &g.ExternalSwitch.Ports, []string{g.ExternalSwitchPort.UUID, g.LocalnetPort.UUID})
 		},
-		func() ([]ovsdb.Operation, error) { return nbops.EnsureInSet(c.nb, join, &join.Ports, []string{g.JoinSwitchPort.UUID}) },
+		func() ([]ovsdb.Operation, error) {
+			return nbops.EnsureInSet(c.nb, join, &join.Ports, []string{g.JoinSwitchPort.UUID})
+		},
 		func() ([]ovsdb.Operation, error) {
 			return nbops.EnsureInSet(c.nb, cr, &cr.StaticRoutes, []string{g.ClusterRoute.UUID})
 		},
-		func() ([]ovsdb.Operation, error) { return nbops.EnsureInSet(c.nb, cr, &cr.Policies, []string{g.HostPolicy.UUID}) },
+		func() ([]ovsdb.Operation, error) {
+			return nbops.EnsureInSet(c.nb, cr, &cr.Policies, []string{g.HostPolicy.UUID})
+		},
 	}
 	for _, link := range links {
 		o, err := link()
