@@ -20,6 +20,7 @@ func newNodeCommand() *cobra.Command {
 		cfg        nodeagent.Config
 		kubeconfig string
 		logLevel   string
+		gwFlags    gatewayFlags
 	)
 	self, _ := os.Executable()
 	cmd := &cobra.Command{
@@ -33,8 +34,11 @@ func newNodeCommand() *cobra.Command {
 			if cfg.NodeName == "" {
 				return fmt.Errorf("--node-name is required")
 			}
-			if cfg.OVS.EncapIP == "" {
-				return fmt.Errorf("--encap-ip is required: the node's address other nodes tunnel to")
+			if err := gwFlags.apply(&cfg); err != nil {
+				return err
+			}
+			if cfg.OVS.EncapIP == "" && cfg.Gateway == nil {
+				return fmt.Errorf("--encap-ip is required without a gateway: the node's address other nodes tunnel to")
 			}
 			if cfg.OVS.OVNRemote == "" {
 				return fmt.Errorf("--ovn-remote is required: the OVN Southbound database, e.g. tcp:10.0.0.1:6642")
@@ -73,5 +77,7 @@ func newNodeCommand() *cobra.Command {
 	fs.StringVar(&cfg.CNIPluginPath, "cni-plugin", filepath.Join(filepath.Dir(self), "kovn-cni"), "the kovn-cni binary to install")
 	fs.StringVar(&cfg.MetricsAddress, "metrics-address", ":9476", "address for /metrics, /healthz and /readyz (empty: off)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	gwFlags.add(fs)
+	cmd.AddCommand(newNodeTeardownCommand())
 	return cmd
 }

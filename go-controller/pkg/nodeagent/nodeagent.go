@@ -21,6 +21,7 @@ import (
 
 	"github.com/kovn-io/kovn/go-controller/pkg/cniserver"
 	"github.com/kovn-io/kovn/go-controller/pkg/config"
+	"github.com/kovn-io/kovn/go-controller/pkg/gateway"
 	"github.com/kovn-io/kovn/go-controller/pkg/nodeovs"
 	"github.com/kovn-io/kovn/go-controller/pkg/ovndb"
 )
@@ -43,6 +44,8 @@ type Config struct {
 	CNIConfFile   string // e.g. /etc/cni/net.d/10-kovn.conflist; empty skips writing it
 	CNIBinDir     string // e.g. /opt/cni/bin; empty skips installing the binary
 	CNIPluginPath string // the kovn-cni binary to install
+	// Gateway configures the node's external bridge and gateway; nil runs the node without one.
+	Gateway *gateway.Config
 	// MetricsAddress serves /metrics (and /healthz, /readyz); empty disables it.
 	MetricsAddress string
 	Logger         *slog.Logger
@@ -99,6 +102,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := nodeovs.Configure(ctx, a.ovs, cfg.OVS); err != nil {
 		return fmt.Errorf("node agent: %w", err)
 	}
+	var gw *gateway.Gateway
+	if cfg.Gateway != nil {
+		if gw, err = a.setupGateway(ctx); err != nil {
+			return fmt.Errorf("node agent: %w", err)
+		}
+	}
 	a.log.Info("OVS configured for OVN", "bridge", cfg.OVS.Bridge, "datapath", cfg.OVS.DatapathType, "encap", cfg.OVS.EncapType, "encapIP", cfg.OVS.EncapIP)
 
 	srv, err := cniserver.New(cniserver.Config{
@@ -113,7 +122,7 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
+	errs := make(chan error, 5)
 	goRun := func(f func(context.Context) error) {
 		wg.Add(1)
 		go func() { defer wg.Done(); errs <- f(ctx) }()
@@ -122,6 +131,10 @@ func Run(ctx context.Context, cfg Config) error {
 	defer cancel()
 	goRun(srv.Run)
 	goRun(a.runManagementPort)
+	if gw != nil {
+		goRun(func(ctx context.Context) error { return gw.RunFlows(ctx, 2*time.Second) })
+		goRun(func(ctx context.Context) error { return a.publishGateway(ctx, gw.Info()) })
+	}
 	if cfg.MetricsAddress != "" {
 		goRun(a.serveMetrics)
 	}

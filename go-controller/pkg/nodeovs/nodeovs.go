@@ -28,9 +28,10 @@ type Settings struct {
 	DatapathType string // system, or netdev for the userspace datapath
 }
 
-// ExternalIDs returns the Open_vSwitch external_ids the settings stand for.
+// ExternalIDs returns the Open_vSwitch external_ids the settings stand for. An empty EncapIP is left out: the
+// node agent sets it once it knows the node IP.
 func (s Settings) ExternalIDs() map[string]string {
-	return map[string]string{
+	ids := map[string]string{
 		"system-id":                 s.SystemID,
 		"ovn-remote":                s.OVNRemote,
 		"ovn-encap-type":            s.EncapType,
@@ -39,6 +40,10 @@ func (s Settings) ExternalIDs() map[string]string {
 		"ovn-bridge-datapath-type":  s.DatapathType,
 		"ovn-remote-probe-interval": "10000",
 	}
+	if s.EncapIP == "" {
+		delete(ids, "ovn-encap-ip")
+	}
+	return ids
 }
 
 // Configure sets the Open_vSwitch external_ids (other keys are kept) and makes the integration bridge exist
@@ -168,4 +173,84 @@ func mapContains(have, want map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// SetExternalIDs sets the given keys of the Open_vSwitch row's external_ids (other keys are kept); nothing is
+// written when they already have these values.
+func SetExternalIDs(ctx context.Context, c client.Client, kv map[string]string) error {
+	root, err := openvSwitchRow(c)
+	if err != nil {
+		return err
+	}
+	if root == nil {
+		return fmt.Errorf("set external_ids: the Open_vSwitch row does not exist yet")
+	}
+	if mapContains(root.ExternalIDs, kv) {
+		return nil
+	}
+	ops, err := setMapKeys(c, root, &root.ExternalIDs, kv)
+	if err != nil {
+		return err
+	}
+	if _, err := nbops.Transact(ctx, c, ops); err != nil {
+		return fmt.Errorf("set Open_vSwitch external_ids: %w", err)
+	}
+	return nil
+}
+
+// DeleteBridge removes a bridge (its ports and interfaces go with it); a missing bridge is not an error.
+func DeleteBridge(ctx context.Context, c client.Client, name string) error {
+	br, err := nbops.Lookup(c, &vswitchd.Bridge{Name: name})
+	if err != nil || br == nil {
+		return err
+	}
+	root, err := openvSwitchRow(c)
+	if err != nil || root == nil {
+		return err
+	}
+	ops, err := c.Where(root).Mutate(root, model.Mutation{Field: &root.Bridges, Mutator: ovsdb.MutateOperationDelete, Value: []string{br.UUID}})
+	if err != nil {
+		return err
+	}
+	if _, err := nbops.Transact(ctx, c, ops); err != nil {
+		return fmt.Errorf("delete bridge %s: %w", name, err)
+	}
+	return nil
+}
+
+// BridgeInterfaces returns the interfaces of a bridge's ports, by interface name.
+func BridgeInterfaces(c client.Client, bridge string) (map[string]*vswitchd.Interface, error) {
+	br, err := nbops.Lookup(c, &vswitchd.Bridge{Name: bridge})
+	if err != nil || br == nil {
+		return nil, err
+	}
+	out := map[string]*vswitchd.Interface{}
+	for _, pu := range br.Ports {
+		p, err := nbops.Lookup(c, &vswitchd.Port{UUID: pu})
+		if err != nil || p == nil {
+			continue
+		}
+		for _, iu := range p.Interfaces {
+			if i, err := nbops.Lookup(c, &vswitchd.Interface{UUID: iu}); err == nil && i != nil {
+				out[i.Name] = i
+			}
+		}
+	}
+	return out, nil
+}
+
+// DeleteExternalIDs removes keys from the Open_vSwitch row's external_ids.
+func DeleteExternalIDs(ctx context.Context, c client.Client, keys ...string) error {
+	root, err := openvSwitchRow(c)
+	if err != nil || root == nil {
+		return err
+	}
+	ops, err := c.Where(root).Mutate(root, model.Mutation{Field: &root.ExternalIDs, Mutator: ovsdb.MutateOperationDelete, Value: keys})
+	if err != nil {
+		return err
+	}
+	if _, err := nbops.Transact(ctx, c, ops); err != nil {
+		return fmt.Errorf("delete Open_vSwitch external_ids %v: %w", keys, err)
+	}
+	return nil
 }

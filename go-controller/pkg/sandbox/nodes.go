@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -30,11 +29,12 @@ func upNodes(ctx context.Context, s *State, o Options) error {
 			return fmt.Errorf("%s: %w", nodeName(i), err)
 		}
 	}
-	return warmTunnels(s)
+	return nil
 }
 
-// upNode creates one node: its namespace on the underlay, OVS with br-phy holding the node IP (userspace
-// tunnelling needs the tunnel endpoint on an OVS bridge), ovn-controller, the kovn node agent and the kubelet.
+// upNode creates one node: its namespace on the underlay with the node IP on its NIC, OVS, ovn-controller, the
+// kovn node agent (which moves the node IP onto the external bridge br-ex, where the userspace tunnels and the
+// node's gateway router need it) and the kubelet.
 func upNode(ctx context.Context, s *State, o Options, i int) error {
 	name := nodeName(i)
 	n := Node{Name: name, Netns: nsPrefix + name, IP: underlayNet + strconv.Itoa(10+i), Dir: filepath.Join(o.Dir, "nodes", name)}
@@ -50,7 +50,7 @@ func upNode(ctx context.Context, s *State, o Options, i int) error {
 		return err
 	}
 	// The node's NIC, plugged into the underlay switch. Checksum offload off on the switch side (see the notes
-	// on the userspace datapath), and the NIC keeps no address: br-phy has it.
+	// on the userspace datapath).
 	if err := veth(n.Netns, "eth0", underlayNS, "v"+name, underlayMTU); err != nil {
 		return err
 	}
@@ -79,7 +79,7 @@ func upNode(ctx context.Context, s *State, o Options, i int) error {
 	}
 	settings := nodeovs.Settings{SystemID: name, OVNRemote: "tcp:" + centralIP + ":6642", EncapType: o.Encap, EncapIP: n.IP,
 		Bridge: "br-int", DatapathType: "netdev"}
-	if err := setupPhy(ctx, n, sock, settings, i); err != nil {
+	if err := setupUplink(ctx, n, sock, settings); err != nil {
 		return err
 	}
 	if _, err := s.start(name+"-ovn-controller", n.Netns, env, "ovn-controller", "unix:"+sock, "--no-chdir",
@@ -91,6 +91,7 @@ func upNode(ctx context.Context, s *State, o Options, i int) error {
 	if _, err := s.start(name+"-kovn-node", "", nil, o.Kovn, append([]string{"node", "--node-name=" + name,
 		"--kubeconfig=" + s.Kubeconfig, "--host-netns=/var/run/netns/" + n.Netns, "--ovs-address=unix:" + sock,
 		"--ovn-remote=" + settings.OVNRemote, "--encap-ip=" + n.IP, "--encap=" + o.Encap, "--datapath-type=netdev",
+		"--gateway-interface=eth0", "--gateway-nexthop=" + ExternalIP, "--ovs-rundir=" + n.Dir,
 		"--metrics-address=127.0.0.1:" + strconv.Itoa(9475+i)}, cni...)...); err != nil {
 		return err
 	}
@@ -99,8 +100,8 @@ func upNode(ctx context.Context, s *State, o Options, i int) error {
 	return err
 }
 
-// setupPhy configures OVS for OVN and creates br-phy with the NIC and the node IP.
-func setupPhy(ctx context.Context, n Node, sock string, settings nodeovs.Settings, i int) error {
+// setupUplink configures OVS for OVN and gives the node's NIC the node IP, as a machine has it before kovn runs.
+func setupUplink(ctx context.Context, n Node, sock string, settings nodeovs.Settings) error {
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	c, err := ovndb.ConnectOVS(cctx, ovndb.Config{Address: "unix:" + sock})
@@ -111,52 +112,12 @@ func setupPhy(ctx context.Context, n Node, sock string, settings nodeovs.Setting
 	if err := nodeovs.Configure(cctx, c, settings); err != nil {
 		return err
 	}
-	// br-phy must not take the NIC's MAC, or the node's kernel and OVS both answer for it.
-	mac := fmt.Sprintf("0a:ca:fe:00:00:%02x", i)
-	if err := nodeovs.EnsureBridge(cctx, c, nodeovs.BridgeSpec{Name: "br-phy", DatapathType: "netdev", FailMode: "standalone",
-		OtherConfig: map[string]string{"hwaddr": mac}}); err != nil {
-		return err
-	}
-	if err := nodeovs.EnsurePort(cctx, c, "br-phy", nodeovs.PortSpec{Name: "eth0"}); err != nil {
-		return err
-	}
-	return namedns.Do(n.Netns, func() error {
-		eth0, err := netlink.LinkByName("eth0")
-		if err != nil {
-			return err
-		}
-		if err := netlink.LinkSetARPOff(eth0); err != nil {
-			return err
-		}
-		if err := podnet.DisableIPv6("eth0"); err != nil {
-			return err
-		}
-		if err := netlink.LinkSetUp(eth0); err != nil {
-			return err
-		}
-		var phy netlink.Link
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if phy, err = netlink.LinkByName("br-phy"); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("ovs-vswitchd did not create br-phy: %w", err)
-			}
-		}
-		addr, _ := netlink.ParseAddr(n.IP + underlayBits)
-		if err := netlink.AddrReplace(phy, addr); err != nil {
-			return err
-		}
-		if err := podnet.DisableIPv6("br-phy"); err != nil {
-			return err
-		}
-		return netlink.LinkSetUp(phy)
-	})
+	return setUp(n.Netns, "eth0", "", n.IP+underlayBits)
 }
 
 // warmTunnels makes every node ping every other over the underlay, so OVS's userspace tunnelling has learnt the
 // peers' MACs before the first pod packet (an unknown peer drops it).
-func warmTunnels(s *State) error {
+func warmTunnels(_ context.Context, s *State, _ Options) error {
 	for _, a := range s.Nodes {
 		for _, b := range s.Nodes {
 			if a.Name == b.Name {

@@ -75,6 +75,7 @@ func Up(ctx context.Context, o Options) (*State, error) {
 		{"external host", upExternal},
 		{"nodes", upNodes},
 		{"nodes ready", waitReady},
+		{"tunnels", warmTunnels},
 	}
 	for _, st := range steps {
 		t := time.Now()
@@ -182,9 +183,13 @@ func upCentral(ctx context.Context, s *State, o Options) error {
 	return err
 }
 
+// SNATPortRange is the sandbox's egress SNAT port range: apart from Linux's ephemeral ports (32768-60999), so pod
+// connections SNATed to a node IP never collide with the node's own, as an operator would configure it.
+const SNATPortRange = "20000-29999"
+
 func upController(_ context.Context, s *State, o Options) error {
 	_, err := s.start("kovn-controller", "", nil, o.Kovn, "controller", "--kubeconfig="+s.Kubeconfig,
-		"--nb-address=unix:"+filepath.Join(o.Dir, "ovn", "nb.sock"), "--encap="+o.Encap)
+		"--nb-address=unix:"+filepath.Join(o.Dir, "ovn", "nb.sock"), "--encap="+o.Encap, "--snat-port-range="+SNATPortRange)
 	return err
 }
 

@@ -106,11 +106,12 @@ func ForNode(name string, subnet netip.Prefix) Node {
 			ExternalIDs: owner.ID("router-port").ExternalIDs(nil),
 		},
 		SwitchRouterPort: routerTypePort(owner.ID("switch-router-port"), name),
+		// No port security: the host answers its pods from its other addresses too (a pod reaching its own
+		// node's IP is rerouted here, and the reply leaves from that IP).
 		ManagementPort: &nbdb.LogicalSwitchPort{
-			Name:         ManagementPort(name),
-			Addresses:    []string{mgmtAddr},
-			PortSecurity: []string{mgmtAddr},
-			ExternalIDs:  owner.ID("management-port").ExternalIDs(nil),
+			Name:        ManagementPort(name),
+			Addresses:   []string{mgmtAddr},
+			ExternalIDs: owner.ID("management-port").ExternalIDs(nil),
 		},
 	}
 }

@@ -1,0 +1,141 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/kovn-io/kovn/go-controller/pkg/podnet"
+)
+
+// addressing is what the node's IP configuration on one device is: its IPv4 addresses and the routes through it
+// that the kernel did not derive from an address.
+type addressing struct {
+	addrs  []netlink.Addr
+	routes []netlink.Route
+}
+
+// readAddressing returns the global IPv4 addresses of link and the IPv4 routes through it other than the
+// kernel's own (connected and local routes come back with the address).
+func readAddressing(link netlink.Link) (addressing, error) {
+	var a addressing
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return a, fmt.Errorf("addresses of %s: %w", link.Attrs().Name, err)
+	}
+	for _, ad := range addrs {
+		if ad.Scope == int(netlink.SCOPE_UNIVERSE) {
+			a.addrs = append(a.addrs, ad)
+		}
+	}
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: link.Attrs().Index, Table: unix.RT_TABLE_MAIN},
+		netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return a, fmt.Errorf("routes of %s: %w", link.Attrs().Name, err)
+	}
+	for _, r := range routes {
+		if r.Protocol != unix.RTPROT_KERNEL {
+			a.routes = append(a.routes, r)
+		}
+	}
+	return a, nil
+}
+
+// moveAddressing moves the addresses, then the routes, from one device to another. The destination gets them
+// first, so the node is never left without its IP.
+func moveAddressing(from, to netlink.Link, a addressing) error {
+	for _, ad := range a.addrs {
+		n := netlink.Addr{IPNet: ad.IPNet, Label: ""}
+		if err := netlink.AddrReplace(to, &n); err != nil {
+			return fmt.Errorf("add %s to %s: %w", ad.IPNet, to.Attrs().Name, err)
+		}
+	}
+	for _, ad := range a.addrs {
+		n := netlink.Addr{IPNet: ad.IPNet}
+		if err := netlink.AddrDel(from, &n); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("remove %s from %s: %w", ad.IPNet, from.Attrs().Name, err)
+		}
+	}
+	for _, r := range a.routes {
+		r.LinkIndex = to.Attrs().Index
+		r.ILinkIndex = 0
+		if err := netlink.RouteReplace(&r); err != nil {
+			return fmt.Errorf("route %s via %s on %s: %w", r.Dst, r.Gw, to.Attrs().Name, err)
+		}
+	}
+	return nil
+}
+
+// uplinkIP is the node IP: the NIC's first address, or the bridge's when an earlier run has moved it there.
+func uplinkIP(nic addressing, bridge string) (netip.Addr, error) {
+	if len(nic.addrs) > 0 {
+		return prefixOf(nic.addrs[0].IPNet).Addr(), nil
+	}
+	if br, err := netlink.LinkByName(bridge); err == nil {
+		if a, err := readAddressing(br); err == nil && len(a.addrs) > 0 {
+			return prefixOf(a.addrs[0].IPNet).Addr(), nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("neither the uplink nor %s has an IPv4 address: the node IP is unknown", bridge)
+}
+
+// waitLink waits for ovs-vswitchd to create a bridge's or port's device.
+func waitLink(name string, timeout time.Duration) (netlink.Link, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		l, err := netlink.LinkByName(name)
+		if err == nil {
+			return l, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("device %s did not appear within %s: %w", name, timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// prepareUplink makes the NIC a pure bridge port. On the userspace datapath the NIC stays alive in the kernel,
+// which must neither answer ARP nor do IPv6 on it, or it would answer for the bridge.
+func prepareUplink(nic netlink.Link, netdev bool) error {
+	if netdev {
+		if err := netlink.LinkSetARPOff(nic); err != nil {
+			return fmt.Errorf("arp off on %s: %w", nic.Attrs().Name, err)
+		}
+		if err := podnet.DisableIPv6(nic.Attrs().Name); err != nil {
+			return err
+		}
+	}
+	return netlink.LinkSetUp(nic)
+}
+
+// nodeAddress returns the node IP on the bridge (its first global IPv4 address) and the next hop of the
+// default route through it, if any.
+func nodeAddress(bridge netlink.Link) (netip.Prefix, netip.Addr, error) {
+	a, err := readAddressing(bridge)
+	if err != nil {
+		return netip.Prefix{}, netip.Addr{}, err
+	}
+	if len(a.addrs) == 0 {
+		return netip.Prefix{}, netip.Addr{}, fmt.Errorf("%s has no IPv4 address", bridge.Attrs().Name)
+	}
+	ip := prefixOf(a.addrs[0].IPNet)
+	var nh netip.Addr
+	for _, r := range a.routes {
+		if (r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Gw != nil {
+			nh, _ = netip.AddrFromSlice(r.Gw.To4())
+			break
+		}
+	}
+	return ip, nh, nil
+}
+
+func prefixOf(n *net.IPNet) netip.Prefix {
+	a, _ := netip.AddrFromSlice(n.IP.To4())
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a, ones)
+}
