@@ -113,7 +113,9 @@ func routeToPods(t *testing.T) {
 		if out, err := exec.Command("ip", "netns", "exec", "kovnsb-external", "ip", "route", "replace", subnet.String(), "via", n.IP).CombinedOutput(); err != nil {
 			t.Fatalf("route to %s: %v %s", subnet, err, out)
 		}
-		t.Cleanup(func() { _ = exec.Command("ip", "netns", "exec", "kovnsb-external", "ip", "route", "del", subnet.String()).Run() })
+		t.Cleanup(func() {
+			_ = exec.Command("ip", "netns", "exec", "kovnsb-external", "ip", "route", "del", subnet.String()).Run()
+		})
 	}
 }
 

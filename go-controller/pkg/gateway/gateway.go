@@ -19,8 +19,8 @@ import (
 	"github.com/kovn-io/kovn/go-controller/pkg/annotations"
 	"github.com/kovn-io/kovn/go-controller/pkg/ipam"
 	"github.com/kovn-io/kovn/go-controller/pkg/nodeovs"
-	"github.com/kovn-io/kovn/go-controller/pkg/podnet"
 	"github.com/kovn-io/kovn/go-controller/pkg/ownership"
+	"github.com/kovn-io/kovn/go-controller/pkg/podnet"
 	"github.com/kovn-io/kovn/go-controller/pkg/topology"
 )
 
