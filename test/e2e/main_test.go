@@ -74,6 +74,10 @@ func run(m *testing.M) int {
 	}()
 	if code != 0 {
 		dumpLogs()
+		if os.Getenv("KOVN_E2E_KEEP") != "" {
+			fmt.Printf("e2e: KOVN_E2E_KEEP set: the failed sandbox stays in %s (kovn sandbox down --state-dir %s)\n", stateDir, stateDir)
+			return code
+		}
 	}
 	if err := down(); err != nil {
 		fmt.Println("e2e:", err)

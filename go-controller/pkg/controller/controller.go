@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -39,9 +40,10 @@ type Config struct {
 	Kube    kubernetes.Interface
 	// Recorder records Warning Events on objects kovn cannot serve.
 	Recorder record.EventRecorder
-	// PodWorkers is the number of pods reconciled in parallel (default 8).
-	PodWorkers int
-	Logger     *slog.Logger
+	// PodWorkers is the number of pods reconciled in parallel (default 8); ServiceWorkers the same for
+	// services (default 4).
+	PodWorkers, ServiceWorkers int
+	Logger                     *slog.Logger
 	// Metrics registers the controller's metrics (nil: not exported).
 	Metrics prometheus.Registerer
 }
@@ -57,9 +59,12 @@ type Controller struct {
 	nodes      corelisters.NodeLister
 	pods       corelisters.PodLister
 	namespaces corelisters.NamespaceLister
+	services   corelisters.ServiceLister
+	slices     discoverylisters.EndpointSliceLister
 	podsSynced []cache.InformerSynced
 
-	nodeQ, podQ, nsQ workqueue.TypedRateLimitingInterface[string]
+	nodeQ, podQ, nsQ, svcQ workqueue.TypedRateLimitingInterface[string]
+	svcLBs                 serviceLBIndex
 
 	subnets *ipam.SubnetAllocator
 	poolsMu sync.Mutex
@@ -91,6 +96,9 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.PodWorkers <= 0 {
 		cfg.PodWorkers = 8
 	}
+	if cfg.ServiceWorkers <= 0 {
+		cfg.ServiceWorkers = 4
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -106,17 +114,23 @@ func New(cfg Config) (*Controller, error) {
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 2*time.Minute),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: name})
 	}
-	c.nodeQ, c.podQ, c.nsQ = newQ("nodes"), newQ("pods"), newQ("namespaces")
+	c.nodeQ, c.podQ, c.nsQ, c.svcQ = newQ("nodes"), newQ("pods"), newQ("namespaces"), newQ("services")
+	c.svcLBs = serviceLBIndex{m: map[string]map[string]bool{}}
 	c.metrics = newMetrics(cfg.Metrics, c)
 
 	nodeInf := c.factory.Core().V1().Nodes()
 	podInf := c.factory.Core().V1().Pods()
 	nsInf := c.factory.Core().V1().Namespaces()
+	svcInf := c.factory.Core().V1().Services()
+	sliceInf := c.factory.Discovery().V1().EndpointSlices()
 	c.nodes, c.pods, c.namespaces = nodeInf.Lister(), podInf.Lister(), nsInf.Lister()
+	c.services, c.slices = svcInf.Lister(), sliceInf.Lister()
 	for inf, h := range map[cache.SharedIndexInformer]cache.ResourceEventHandler{
-		nodeInf.Informer(): enqueueHandler(c.nodeQ, nodeChanged),
-		podInf.Informer():  enqueueHandler(c.podQ, c.podChanged),
-		nsInf.Informer():   enqueueHandler(c.nsQ, nil),
+		nodeInf.Informer():  enqueueHandler(c.nodeQ, nodeChanged),
+		podInf.Informer():   enqueueHandler(c.podQ, c.podChanged),
+		nsInf.Informer():    enqueueHandler(c.nsQ, nil),
+		svcInf.Informer():   enqueueHandler(c.svcQ, nil),
+		sliceInf.Informer(): sliceHandler(c.svcQ),
 	} {
 		if _, err := inf.AddEventHandler(h); err != nil {
 			return nil, fmt.Errorf("add event handler: %w", err)
@@ -136,7 +150,7 @@ func (c *Controller) Stats() *Stats { return &c.stats }
 // rate-limited retry are not counted.
 func (c *Controller) Idle() bool {
 	return c.synced.Load() && c.inflight.Load() == 0 &&
-		c.nodeQ.Len() == 0 && c.podQ.Len() == 0 && c.nsQ.Len() == 0
+		c.nodeQ.Len() == 0 && c.podQ.Len() == 0 && c.nsQ.Len() == 0 && c.svcQ.Len() == 0
 }
 
 // Run starts the informers, runs the full sync, then the workers, until ctx ends.
@@ -144,6 +158,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer c.nodeQ.ShutDown()
 	defer c.podQ.ShutDown()
 	defer c.nsQ.ShutDown()
+	defer c.svcQ.ShutDown()
 	c.factory.Start(ctx.Done())
 	defer c.factory.Shutdown()
 	if !cache.WaitForCacheSync(ctx.Done(), c.podsSynced...) {
@@ -171,10 +186,12 @@ func (c *Controller) Run(ctx context.Context) error {
 	run(1, c.nsQ, c.syncNamespace)
 	run(2, c.nodeQ, c.syncNode)
 	run(c.cfg.PodWorkers, c.podQ, c.syncPod)
+	run(c.cfg.ServiceWorkers, c.svcQ, c.syncService)
 	<-ctx.Done()
 	c.nodeQ.ShutDown()
 	c.podQ.ShutDown()
 	c.nsQ.ShutDown()
+	c.svcQ.ShutDown()
 	wg.Wait()
 	return nil
 }
@@ -209,6 +226,8 @@ func queueName(q workqueue.TypedRateLimitingInterface[string], c *Controller) st
 		return "node"
 	case c.podQ:
 		return "pod"
+	case c.svcQ:
+		return "service"
 	}
 	return "namespace"
 }

@@ -87,7 +87,7 @@ func (c *Controller) gatewayRowOps(g topology.Gateway) ([]ovsdb.Operation, error
 		},
 	}
 	for _, m := range []model.Model{g.JoinPort, g.JoinSwitchPort, g.ExternalPort, g.ExternalSwitchPort, g.LocalnetPort,
-		g.ClusterRoute, g.HostPolicy} {
+		g.ClusterRoute, g.JoinRoute, g.HostPolicy} {
 		steps = append(steps, func() ([]ovsdb.Operation, error) { return nbops.CreateOrUpdate(c.nb, m) })
 	}
 	for _, r := range g.Routes {
@@ -126,7 +126,7 @@ func (c *Controller) gatewayRowOps(g topology.Gateway) ([]ovsdb.Operation, error
 			return nbops.EnsureInSet(c.nb, join, &join.Ports, []string{g.JoinSwitchPort.UUID})
 		},
 		func() ([]ovsdb.Operation, error) {
-			return nbops.EnsureInSet(c.nb, cr, &cr.StaticRoutes, []string{g.ClusterRoute.UUID})
+			return nbops.EnsureInSet(c.nb, cr, &cr.StaticRoutes, []string{g.ClusterRoute.UUID, g.JoinRoute.UUID})
 		},
 		func() ([]ovsdb.Operation, error) {
 			return nbops.EnsureInSet(c.nb, cr, &cr.Policies, []string{g.HostPolicy.UUID})
@@ -214,7 +214,7 @@ func (c *Controller) staleGatewayOps(owner ownership.Owner, keep map[string]bool
 // gatewayModels lists every row of g.
 func gatewayModels(g topology.Gateway) []model.Model {
 	ms := []model.Model{g.Router, g.JoinPort, g.JoinSwitchPort, g.ExternalSwitch, g.ExternalPort, g.ExternalSwitchPort,
-		g.LocalnetPort, g.ClusterRoute, g.HostPolicy}
+		g.LocalnetPort, g.ClusterRoute, g.JoinRoute, g.HostPolicy}
 	for _, r := range g.Routes {
 		ms = append(ms, r)
 	}

@@ -65,7 +65,11 @@ func gatewayDump(nb client.Client, node string) string {
 	cr, _ := nbops.Lookup(nb, &nbdb.LogicalRouter{Name: topology.ClusterRouter})
 	for _, u := range cr.StaticRoutes {
 		if r, _ := nbops.Lookup(nb, &nbdb.LogicalRouterStaticRoute{UUID: u}); r.ExternalIDs[topology.KeyNode] == node {
-			lines = append(lines, fmt.Sprintf("cluster route %s %s via %s", *r.Policy, r.IPPrefix, r.Nexthop))
+			policy := "dst-ip"
+			if r.Policy != nil {
+				policy = *r.Policy
+			}
+			lines = append(lines, fmt.Sprintf("cluster route %s %s via %s", policy, r.IPPrefix, r.Nexthop))
 		}
 	}
 	for _, u := range cr.Policies {
@@ -129,6 +133,7 @@ func TestGatewayRowsFollowTheNodeAndNamespaces(t *testing.T) {
 	}
 	full := `
 cluster policy 1004 inport == "rtos-gw1" && ip4.dst == 192.168.1.11 reroute [10.244.0.2]
+cluster route dst-ip 100.64.0.2/32 via 100.64.0.2
 cluster route src-ip 10.244.0.0/24 via 100.64.0.2
 external switch port etor-GR_gw1 type=router [router] map[router-port:rtoe-GR_gw1]
 external switch port lnet_gw1 type=localnet [unknown] map[network_name:physnet]

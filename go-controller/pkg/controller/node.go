@@ -58,8 +58,10 @@ func (c *Controller) syncNode(ctx context.Context, name string) error {
 		return err
 	}
 	if !hadPool || gwChanged {
-		// Pods that waited for the node's subnet; pods whose egress NAT lives on the (changed) gateway router.
+		// Pods that waited for the node's subnet; pods whose egress NAT lives on the (changed) gateway router;
+		// services with load balancers on the node's switch or gateway router.
 		c.enqueuePodsOn(name)
+		c.enqueueNodeServices()
 	}
 	return nil
 }
@@ -118,7 +120,14 @@ func (c *Controller) nodeOps(n topology.Node) ([]ovsdb.Operation, error) {
 			return nil, err
 		}
 	}
-	err := add(nbops.EnsureInSet(c.nb, n.Switch, &n.Switch.Ports, []string{n.SwitchRouterPort.UUID, n.ManagementPort.UUID}))
+	if err := add(nbops.EnsureInSet(c.nb, n.Switch, &n.Switch.Ports, []string{n.SwitchRouterPort.UUID, n.ManagementPort.UUID})); err != nil {
+		return nil, err
+	}
+	grp, err := nbops.Lookup(c.nb, &nbdb.LoadBalancerGroup{Name: topology.ClusterLBGroup})
+	if err != nil || grp == nil {
+		return nil, fmt.Errorf("cluster load-balancer group: %w (missing: %v)", err, grp == nil)
+	}
+	err = add(nbops.EnsureInSet(c.nb, n.Switch, &n.Switch.LoadBalancerGroup, []string{grp.UUID}))
 	return ops, err
 }
 
@@ -157,6 +166,7 @@ func (c *Controller) deleteNode(ctx context.Context, name string) error {
 	}
 	c.subnets.Release(name)
 	c.dropPool(name)
+	c.enqueueNodeServices()
 	return nil
 }
 

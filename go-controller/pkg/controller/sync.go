@@ -55,6 +55,9 @@ func (c *Controller) fullSync(ctx context.Context) error {
 	if err := c.removeStale(ctx); err != nil {
 		return err
 	}
+	if err := c.loadServiceLBIndex(ctx); err != nil {
+		return err
+	}
 	return c.syncAddressSets(ctx, nsIPs)
 }
 
@@ -69,6 +72,10 @@ func (c *Controller) ensureCluster(ctx context.Context) error {
 		},
 		func() ([]ovsdb.Operation, error) { return nbops.CreateOrUpdate(c.nb, t.RouterJoinPort) },
 		func() ([]ovsdb.Operation, error) { return nbops.CreateOrUpdate(c.nb, t.NoSNATDestinations) },
+		func() ([]ovsdb.Operation, error) { return nbops.CreateOrUpdate(c.nb, t.LBGroup, &t.LBGroup.Name) },
+		func() ([]ovsdb.Operation, error) {
+			return nbops.EnsureInSet(c.nb, t.Router, &t.Router.LoadBalancerGroup, []string{t.LBGroup.UUID})
+		},
 		func() ([]ovsdb.Operation, error) {
 			return nbops.EnsureInSet(c.nb, t.Router, &t.Router.Ports, []string{t.RouterJoinPort.UUID})
 		},
@@ -141,6 +148,10 @@ func (c *Controller) ownerExists(o ownership.Owner) bool {
 		return err == nil
 	case ownership.KindNamespace:
 		_, err := c.namespaces.Get(o.Key)
+		return err == nil
+	case ownership.KindService:
+		ns, name, _ := cache.SplitMetaNamespaceKey(o.Key)
+		_, err := c.services.Services(ns).Get(name)
 		return err == nil
 	case ownership.KindPod:
 		ns, name, _ := cache.SplitMetaNamespaceKey(o.Key)

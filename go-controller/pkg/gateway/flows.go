@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -71,16 +72,64 @@ func (g *Gateway) desiredFlows(p flowPorts) []openflow.Flow {
 	for _, cidr := range g.cfg.ClusterCIDRs {
 		flows = append(flows, f(0, 100, openflow.Match{InPort: nic, EthType: ip, IPv4Dst: cidr}, out(patch)))
 	}
+	// Services: new connections to a NodePort on the node IP, or to an external IP, are the router's.
+	t := g.serviceTargets()
+	nodeIP := netip.PrefixFrom(g.info.IP.Addr(), 32)
+	for _, np := range t.NodePorts {
+		flows = append(flows, f(0, 100, openflow.Match{InPort: nic, EthType: ip, IPProto: np.Proto, IPv4Dst: nodeIP, TpDst: np.Port}, out(patch)))
+	}
+	for _, a := range t.IPs {
+		flows = append(flows, f(0, 100, openflow.Match{InPort: nic, EthType: ip, IPv4Dst: netip.PrefixFrom(a, 32)}, out(patch)))
+	}
 	return flows
 }
 
-// ports reads the NIC's and the patch port's OpenFlow numbers from the OVS database.
+// NodePort is a Service NodePort: an IP protocol (TCP or UDP) and a port.
+type NodePort struct {
+	Proto uint8
+	Port  uint16
+}
+
+// ServiceTargets are what the node's gateway router serves for Services: NodePorts on the node IP, and
+// external IPs (spec.externalIPs, load-balancer ingress IPs).
+type ServiceTargets struct {
+	NodePorts []NodePort
+	IPs       []netip.Addr
+}
+
+// SetServiceTargets replaces the Service targets steered to the gateway router; RunFlows applies them at once.
+func (g *Gateway) SetServiceTargets(t ServiceTargets) {
+	slices.SortFunc(t.NodePorts, func(a, b NodePort) int { return int(a.Proto)<<16 + int(a.Port) - (int(b.Proto)<<16 + int(b.Port)) })
+	t.NodePorts = slices.Compact(t.NodePorts)
+	slices.SortFunc(t.IPs, func(a, b netip.Addr) int { return a.Compare(b) })
+	t.IPs = slices.Compact(t.IPs)
+	g.mu.Lock()
+	g.targets = t
+	g.mu.Unlock()
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (g *Gateway) serviceTargets() ServiceTargets {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.targets
+}
+
+// uplinkTypes are the interface types an uplink NIC can have on the bridge.
+var uplinkTypes = map[string]bool{"": true, "system": true, "dpdk": true, "afxdp": true}
+
+// ports reads the NIC's and the patch port's OpenFlow numbers from the OVS database. Without a configured
+// uplink the bridge must have exactly one NIC.
 func (g *Gateway) ports() (flowPorts, error) {
 	ifaces, err := nodeovs.BridgeInterfaces(g.ovs, g.cfg.Bridge)
 	if err != nil {
 		return flowPorts{}, err
 	}
 	var p flowPorts
+	var nics []string
 	for name, i := range ifaces {
 		if i.Ofport == nil || *i.Ofport <= 0 {
 			continue
@@ -88,47 +137,54 @@ func (g *Gateway) ports() (flowPorts, error) {
 		switch {
 		case i.Type == "patch":
 			p.Patch = openflow.Port(*i.Ofport)
-		case i.Type == "" && name != g.cfg.Bridge && (g.cfg.Interface == "" || name == g.cfg.Interface):
+		case uplinkTypes[i.Type] && name != g.cfg.Bridge && (g.cfg.Interface == "" || name == g.cfg.Interface):
 			p.NIC = openflow.Port(*i.Ofport)
+			nics = append(nics, name)
 		}
 	}
-	if p.NIC == 0 {
-		return p, fmt.Errorf("bridge %s has no uplink port with an OpenFlow number yet", g.cfg.Bridge)
+	switch {
+	case len(nics) == 0:
+		return flowPorts{}, fmt.Errorf("bridge %s has no uplink port with an OpenFlow number yet", g.cfg.Bridge)
+	case len(nics) > 1:
+		slices.Sort(nics)
+		return flowPorts{}, fmt.Errorf("bridge %s has several uplink candidates %v: name the uplink with --gateway-interface", g.cfg.Bridge, nics)
 	}
 	return p, nil
 }
 
-// RunFlows keeps the steering flows installed until ctx ends: it re-checks the ports every interval and
-// re-installs the flows when they change, and every minute anyway (ovs-vswitchd restarts lose them).
+// RunFlows keeps the steering flows installed until ctx ends: every interval (and at once when the Service
+// targets change) it compares the flows on the bridge with the desired ones and replaces them when they
+// differ (ports renumbered, ovs-vswitchd restarted, someone deleted them).
 func (g *Gateway) RunFlows(ctx context.Context, interval time.Duration) error {
-	var applied []openflow.Flow
-	var appliedAt time.Time
+	var lastErr string
 	for {
-		p, err := g.ports()
-		if err == nil {
-			want := g.desiredFlows(p)
-			if !slices.EqualFunc(want, applied, func(a, b openflow.Flow) bool { return a.String() == b.String() }) ||
-				time.Since(appliedAt) > time.Minute {
-				if err = g.installFlows(ctx, want); err == nil {
-					if len(want) != len(applied) {
-						g.log.Info("external bridge steering installed", "flows", len(want), "nic", p.NIC, "patch", p.Patch)
-					}
-					applied, appliedAt = want, time.Now()
-				}
-			}
+		err := g.syncFlows(ctx)
+		if err != nil && ctx.Err() == nil && err.Error() != lastErr {
+			g.log.Warn("external bridge steering not installed", "err", err)
 		}
-		if err != nil && ctx.Err() == nil {
-			g.log.Warn("external bridge steering not installed yet", "err", err)
+		if err == nil && lastErr != "" {
+			g.log.Info("external bridge steering installed")
+		}
+		lastErr = ""
+		if err != nil {
+			lastErr = err.Error()
 		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-g.wake:
 		case <-time.After(interval):
 		}
 	}
 }
 
-func (g *Gateway) installFlows(ctx context.Context, flows []openflow.Flow) error {
+// syncFlows installs the desired flows unless the bridge has exactly them already.
+func (g *Gateway) syncFlows(ctx context.Context) error {
+	p, err := g.ports()
+	if err != nil {
+		return err
+	}
+	want := g.desiredFlows(p)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	conn, err := openflow.Dial(ctx, filepath.Join(g.cfg.OVSRunDir, g.cfg.Bridge+".mgmt"))
@@ -136,10 +192,31 @@ func (g *Gateway) installFlows(ctx context.Context, flows []openflow.Flow) error
 		return err
 	}
 	defer conn.Close()
-	if err := conn.Replace(ctx, Cookie, flows); err != nil {
+	have, err := conn.Flows(ctx, Cookie)
+	if err != nil {
+		return fmt.Errorf("read steering flows of %s: %w", g.cfg.Bridge, err)
+	}
+	if sameFlows(have, want) {
+		return nil
+	}
+	if err := conn.Replace(ctx, Cookie, want); err != nil {
 		return fmt.Errorf("install steering flows on %s: %w", g.cfg.Bridge, err)
 	}
+	g.log.Info("external bridge steering flows replaced", "flows", len(want), "had", len(have), "nic", p.NIC, "patch", p.Patch)
 	return nil
+}
+
+func sameFlows(a, b []openflow.Flow) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	sa, sb := make([]string, len(a)), make([]string, len(b))
+	for i := range a {
+		sa[i], sb[i] = a[i].String(), b[i].String()
+	}
+	slices.Sort(sa)
+	slices.Sort(sb)
+	return slices.Equal(sa, sb)
 }
 
 // FlowsString renders flows one per line, for logs and tests.

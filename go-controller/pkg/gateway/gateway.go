@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -69,6 +70,10 @@ type Gateway struct {
 	ovs  client.Client
 	info annotations.NodeGatewayInfo
 	log  *slog.Logger
+
+	mu      sync.Mutex
+	targets ServiceTargets
+	wake    chan struct{}
 }
 
 // Info is what the controller needs to build the node's gateway router.
@@ -78,7 +83,7 @@ func (g *Gateway) Info() annotations.NodeGatewayInfo { return g.info }
 // network to it. Repeating it (an agent restart) changes nothing.
 func Setup(ctx context.Context, ovs client.Client, cfg Config) (*Gateway, error) {
 	cfg.defaults()
-	g := &Gateway{cfg: cfg, ovs: ovs, log: cfg.Logger.With("bridge", cfg.Bridge)}
+	g := &Gateway{cfg: cfg, ovs: ovs, log: cfg.Logger.With("bridge", cfg.Bridge), wake: make(chan struct{}, 1)}
 	var err error
 	if cfg.Interface != "" {
 		err = cfg.HostNS.Do(func(ns.NetNS) error { return g.attachUplink(ctx) })
@@ -149,9 +154,19 @@ func (g *Gateway) attachUplink(ctx context.Context) error {
 	if err := nodeovs.EnsurePort(ctx, g.ovs, cfg.Bridge, nodeovs.PortSpec{Name: cfg.Interface}); err != nil {
 		return err
 	}
-	br, err := waitLink(cfg.Bridge, 20*time.Second)
+	// ovs-vswitchd configures the new devices (the bridge's MAC, the NIC's flags) asynchronously, taking the
+	// bridge down meanwhile, which would flush the routes moved onto it: wait until it is done.
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := nodeovs.WaitApplied(wctx, g.ovs); err != nil {
+		return err
+	}
+	br, err := waitMAC(cfg.Bridge, mac, 10*time.Second)
 	if err != nil {
 		return err
+	}
+	if nic, err = netlink.LinkByName(cfg.Interface); err != nil {
+		return fmt.Errorf("uplink %s: %w", cfg.Interface, err)
 	}
 	if err := prepareUplink(nic, netdev); err != nil {
 		return err
@@ -194,6 +209,9 @@ func Teardown(ctx context.Context, ovs client.Client, cfg Config) error {
 			return err
 		}
 		if err := netlink.LinkSetARPOn(nic); err != nil {
+			return err
+		}
+		if err := podnet.SetIPv6(cfg.Interface, true); err != nil {
 			return err
 		}
 		return moveAddressing(br, nic, a)

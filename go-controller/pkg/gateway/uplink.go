@@ -46,19 +46,14 @@ func readAddressing(link netlink.Link) (addressing, error) {
 	return a, nil
 }
 
-// moveAddressing moves the addresses, then the routes, from one device to another. The destination gets them
-// first, so the node is never left without its IP.
+// moveAddressing moves the addresses and routes from one device to another: the destination gets the
+// addresses, then the routes (a replace moves a route), and only then the source loses its addresses, so a
+// failure half-way never leaves the node without its IP or its routes.
 func moveAddressing(from, to netlink.Link, a addressing) error {
 	for _, ad := range a.addrs {
-		n := netlink.Addr{IPNet: ad.IPNet, Label: ""}
+		n := netlink.Addr{IPNet: ad.IPNet}
 		if err := netlink.AddrReplace(to, &n); err != nil {
 			return fmt.Errorf("add %s to %s: %w", ad.IPNet, to.Attrs().Name, err)
-		}
-	}
-	for _, ad := range a.addrs {
-		n := netlink.Addr{IPNet: ad.IPNet}
-		if err := netlink.AddrDel(from, &n); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-			return fmt.Errorf("remove %s from %s: %w", ad.IPNet, from.Attrs().Name, err)
 		}
 	}
 	for _, r := range a.routes {
@@ -68,7 +63,32 @@ func moveAddressing(from, to netlink.Link, a addressing) error {
 			return fmt.Errorf("route %s via %s on %s: %w", r.Dst, r.Gw, to.Attrs().Name, err)
 		}
 	}
+	for _, ad := range a.addrs {
+		n := netlink.Addr{IPNet: ad.IPNet}
+		if err := netlink.AddrDel(from, &n); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("remove %s from %s: %w", ad.IPNet, from.Attrs().Name, err)
+		}
+	}
 	return nil
+}
+
+// waitMAC waits for a device to exist with the given MAC (ovs-vswitchd sets a bridge's hwaddr after creating it).
+func waitMAC(name, mac string, timeout time.Duration) (netlink.Link, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		l, err := netlink.LinkByName(name)
+		if err == nil && l.Attrs().HardwareAddr.String() == mac {
+			return l, nil
+		}
+		if time.Now().After(deadline) {
+			got := "no device"
+			if err == nil {
+				got = l.Attrs().HardwareAddr.String()
+			}
+			return nil, fmt.Errorf("%s did not get MAC %s within %s (%s)", name, mac, timeout, got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // uplinkIP is the node IP: the NIC's first address, or the bridge's when an earlier run has moved it there.

@@ -106,16 +106,26 @@ func (a *Agent) checkManagement(name string, ip netip.Addr, subnet netip.Prefix)
 	if err != nil {
 		return err
 	}
-	for _, cc := range a.cfg.Cluster.ClusterCIDRs {
+	for _, dst := range a.managementRoutes() {
 		ok := false
 		for _, r := range routes {
-			ok = ok || (r.Dst != nil && r.Dst.String() == cc.CIDR.String())
+			ok = ok || (r.Dst != nil && r.Dst.String() == dst.String())
 		}
 		if !ok {
-			return fmt.Errorf("no route to %s via %s", cc.CIDR, name)
+			return fmt.Errorf("no route to %s via %s", dst, name)
 		}
 	}
 	return nil
+}
+
+// managementRoutes are the destinations the node reaches through the management port: the pod network, and
+// the Service ClusterIPs (load-balanced on the node's switch, so host-network clients use Services too).
+func (a *Agent) managementRoutes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, cc := range a.cfg.Cluster.ClusterCIDRs {
+		out = append(out, cc.CIDR)
+	}
+	return append(out, a.cfg.Cluster.ServiceCIDRs...)
 }
 
 // configureManagement runs in the node's namespace.
@@ -150,11 +160,11 @@ func (a *Agent) configureManagement(ctx context.Context, name string, mac net.Ha
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("set up: %w", err)
 	}
-	for _, cc := range a.cfg.Cluster.ClusterCIDRs {
+	for _, dst := range a.managementRoutes() {
 		r := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw.AsSlice(),
-			Dst: &net.IPNet{IP: cc.CIDR.Addr().AsSlice(), Mask: net.CIDRMask(cc.CIDR.Bits(), 32)}}
+			Dst: &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), 32)}}
 		if err := netlink.RouteReplace(r); err != nil {
-			return fmt.Errorf("route %s via %s: %w", cc.CIDR, gw, err)
+			return fmt.Errorf("route %s via %s: %w", dst, gw, err)
 		}
 	}
 	if a.cfg.OVS.DatapathType == "netdev" {

@@ -122,7 +122,7 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 5)
+	errs := make(chan error, 6)
 	goRun := func(f func(context.Context) error) {
 		wg.Add(1)
 		go func() { defer wg.Done(); errs <- f(ctx) }()
@@ -134,6 +134,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if gw != nil {
 		goRun(func(ctx context.Context) error { return gw.RunFlows(ctx, 2*time.Second) })
 		goRun(func(ctx context.Context) error { return a.publishGateway(ctx, gw.Info()) })
+		goRun(func(ctx context.Context) error { return a.runServiceSteering(ctx, gw) })
 	}
 	if cfg.MetricsAddress != "" {
 		goRun(a.serveMetrics)

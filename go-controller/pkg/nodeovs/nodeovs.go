@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/ovn-kubernetes/libovsdb/client"
 	"github.com/ovn-kubernetes/libovsdb/model"
@@ -253,4 +254,35 @@ func DeleteExternalIDs(ctx context.Context, c client.Client, keys ...string) err
 		return fmt.Errorf("delete Open_vSwitch external_ids %v: %w", keys, err)
 	}
 	return nil
+}
+
+// WaitApplied asks ovs-vswitchd to confirm that it has applied the database as it is now (next_cfg is bumped)
+// and waits until it has (cur_cfg catches up), as `ovs-vsctl --wait=vswitchd` does. Devices of bridges and ports
+// created before the call are configured (MAC, MTU, flags) when it returns.
+func WaitApplied(ctx context.Context, c client.Client) error {
+	root, err := openvSwitchRow(c)
+	if err != nil || root == nil {
+		return fmt.Errorf("wait for ovs-vswitchd: no Open_vSwitch row (%v)", err)
+	}
+	ops, err := c.Where(root).Mutate(root, model.Mutation{Field: &root.NextCfg, Mutator: ovsdb.MutateOperationAdd, Value: 1})
+	if err != nil {
+		return err
+	}
+	if _, err := nbops.Transact(ctx, c, ops); err != nil {
+		return fmt.Errorf("wait for ovs-vswitchd: %w", err)
+	}
+	for {
+		r, err := openvSwitchRow(c)
+		if err != nil {
+			return err
+		}
+		if r != nil && r.NextCfg > root.NextCfg && r.CurCfg >= r.NextCfg {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ovs-vswitchd did not apply the configuration (cur_cfg %d, next_cfg %d): %w", r.CurCfg, r.NextCfg, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }

@@ -133,10 +133,17 @@ func configureHost(name string) error {
 }
 
 // DisableIPv6 turns IPv6 off on an interface of the current namespace.
-func DisableIPv6(name string) error {
+func DisableIPv6(name string) error { return SetIPv6(name, false) }
+
+// SetIPv6 turns IPv6 on or off on a device (net.ipv6.conf.<name>.disable_ipv6) in the current namespace.
+func SetIPv6(name string, on bool) error {
 	path := "/proc/sys/net/ipv6/conf/" + name + "/disable_ipv6"
-	if err := os.WriteFile(path, []byte("1"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("disable IPv6 on %s: %w", name, err)
+	v := "1"
+	if on {
+		v = "0"
+	}
+	if err := os.WriteFile(path, []byte(v), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("set disable_ipv6=%s on %s: %w", v, name, err)
 	}
 	return nil
 }

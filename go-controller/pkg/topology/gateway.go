@@ -57,6 +57,9 @@ type Gateway struct {
 	Routes []*nbdb.LogicalRouterStaticRoute
 	// ClusterRoute lives on the cluster router: traffic from the node's pods leaves through its gateway router.
 	ClusterRoute *nbdb.LogicalRouterStaticRoute
+	// JoinRoute lives on the cluster router: traffic to the gateway router's join IP (replies to Service
+	// traffic it SNATed) goes to it, whatever node the sender is on (it must beat the src-ip routes).
+	JoinRoute *nbdb.LogicalRouterStaticRoute
 	// HostPolicy lives on the cluster router: the node's pods reach their own node's IP through the
 	// management port, without NAT.
 	HostPolicy *nbdb.LogicalRouterPolicy
@@ -97,6 +100,9 @@ func ForGateway(cfg config.Cluster, node string, subnet netip.Prefix, gw annotat
 			"chassis":                       gw.ChassisID,
 			"always_learn_from_arp_request": "false",
 			"dynamic_neigh_routers":         "true",
+			// Service traffic the router load-balances to another node leaves SNATed to the router's join IP,
+			// so the reply comes back through it (load balancers with skip_snat keep the client IP).
+			"lb_force_snat_ip": "router_ip",
 		}},
 		JoinPort: &nbdb.LogicalRouterPort{Name: gatewayJoinPort(node), MAC: ipam.MACFromIP(joinIP).String(),
 			Networks: []string{netip.PrefixFrom(joinIP, cfg.JoinSubnet.Bits()).String()}, ExternalIDs: ids("gw-join-port")},
@@ -111,6 +117,8 @@ func ForGateway(cfg config.Cluster, node string, subnet netip.Prefix, gw annotat
 			Options: map[string]string{"network_name": PhysicalNetwork}, ExternalIDs: ids("gw-localnet-port")},
 		ClusterRoute: &nbdb.LogicalRouterStaticRoute{IPPrefix: subnet.String(), Nexthop: joinIP.String(),
 			Policy: ptr(nbdb.LogicalRouterStaticRoutePolicySrcIP), ExternalIDs: ids("gw-cluster-route")},
+		JoinRoute: &nbdb.LogicalRouterStaticRoute{IPPrefix: joinIP.String() + "/32", Nexthop: joinIP.String(),
+			ExternalIDs: ids("gw-join-route")},
 		HostPolicy: &nbdb.LogicalRouterPolicy{Priority: HostPolicyPriority,
 			Match:    fmt.Sprintf("inport == %q && ip4.dst == %s", RouterToSwitchPort(node), gw.IP.Addr()),
 			Action:   nbdb.LogicalRouterPolicyActionReroute,

@@ -53,7 +53,13 @@ type Cluster struct {
 	JoinRouterPort *nbdb.LogicalSwitchPort
 	// NoSNATDestinations is the address set of destinations exempt from egress SNAT.
 	NoSNATDestinations *nbdb.AddressSet
+	// LBGroup holds the load balancers every node switch and the cluster router carry (Service ClusterIPs).
+	// Load_Balancer_Group has no external_ids: kovn knows it by name.
+	LBGroup *nbdb.LoadBalancerGroup
 }
+
+// ClusterLBGroup is the name of the cluster's load-balancer group.
+const ClusterLBGroup = "kovn_cluster_lbs"
 
 // ForCluster returns the cluster-wide rows for cfg.
 func ForCluster(cfg config.Cluster) Cluster {
@@ -75,6 +81,7 @@ func ForCluster(cfg config.Cluster) Cluster {
 		},
 		JoinRouterPort:     routerTypePort(clusterOwner.ID("join-router-port"), JoinSwitch),
 		NoSNATDestinations: ForNoSNATDestinations(cfg),
+		LBGroup:            &nbdb.LoadBalancerGroup{Name: ClusterLBGroup},
 	}
 }
 
