@@ -121,7 +121,17 @@ func routeToPods(t *testing.T) {
 
 func setEgressSNAT(t *testing.T, ns string, value string) {
 	t.Helper()
-	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, annotations.EgressSNAT, value)
+	annotateNamespace(t, ns, annotations.EgressSNAT, &value)
+}
+
+// annotateNamespace sets (or with nil removes) one annotation of a namespace.
+func annotateNamespace(t *testing.T, ns, key string, value *string) {
+	t.Helper()
+	v := "null"
+	if value != nil {
+		v = fmt.Sprintf("%q", *value)
+	}
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%s}}}`, key, v)
 	if _, err := kube.CoreV1().Namespaces().Patch(context.Background(), ns, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}

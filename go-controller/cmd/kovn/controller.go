@@ -31,6 +31,7 @@ type controllerOptions struct {
 	kubeconfig     string
 	nbAddress      string
 	podWorkers     int
+	aclLogRate     int
 	kubeQPS        float32
 	leaderElect    bool
 	leaseNamespace string
@@ -56,6 +57,7 @@ func newControllerCommand() *cobra.Command {
 	fs.StringVar(&o.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file (empty: in-cluster config)")
 	fs.StringVar(&o.nbAddress, "nb-address", "unix:/var/run/ovn/ovnnb_db.sock", "OVN Northbound remote(s), comma-separated")
 	fs.IntVar(&o.podWorkers, "pod-workers", 8, "pods reconciled in parallel")
+	fs.IntVar(&o.aclLogRate, "acl-log-rate", 20, "ACL log messages per second (namespaces with kovn.io/acl-logging)")
 	fs.Float32Var(&o.kubeQPS, "kube-api-qps", 200, "queries per second to the Kubernetes API (burst is twice this)")
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "compete for a Lease so that only one replica writes")
 	fs.StringVar(&o.leaseNamespace, "lease-namespace", "kube-system", "namespace of the leader-election Lease")
@@ -98,7 +100,7 @@ func runController(ctx context.Context, o controllerOptions, cluster config.Clus
 		}
 		defer nb.Close()
 		c, err := controller.New(controller.Config{
-			Cluster: cluster, NB: nb, Kube: kube, Recorder: recorder, PodWorkers: o.podWorkers, Logger: log, Metrics: reg,
+			Cluster: cluster, NB: nb, Kube: kube, Recorder: recorder, PodWorkers: o.podWorkers, ACLLogRate: o.aclLogRate, Logger: log, Metrics: reg,
 		})
 		if err != nil {
 			return err

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	networkinglisters "k8s.io/client-go/listers/networking/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -44,6 +46,8 @@ type Config struct {
 	// services (default 4).
 	PodWorkers, ServiceWorkers int
 	Logger                     *slog.Logger
+	// ACLLogRate limits ACL log messages of namespaces that turn policy logging on, per second (default 20).
+	ACLLogRate int
 	// Metrics registers the controller's metrics (nil: not exported).
 	Metrics prometheus.Registerer
 }
@@ -61,10 +65,12 @@ type Controller struct {
 	namespaces corelisters.NamespaceLister
 	services   corelisters.ServiceLister
 	slices     discoverylisters.EndpointSliceLister
+	policies   networkinglisters.NetworkPolicyLister
 	podsSynced []cache.InformerSynced
 
-	nodeQ, podQ, nsQ, svcQ workqueue.TypedRateLimitingInterface[string]
-	svcLBs                 serviceLBIndex
+	nodeQ, podQ, nsQ, svcQ, npQ, peerQ workqueue.TypedRateLimitingInterface[string]
+	svcLBs                             serviceLBIndex
+	peers                              *peerRegistry
 
 	subnets *ipam.SubnetAllocator
 	poolsMu sync.Mutex
@@ -99,6 +105,9 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.ServiceWorkers <= 0 {
 		cfg.ServiceWorkers = 4
 	}
+	if cfg.ACLLogRate <= 0 {
+		cfg.ACLLogRate = 20
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -116,6 +125,8 @@ func New(cfg Config) (*Controller, error) {
 	}
 	c.nodeQ, c.podQ, c.nsQ, c.svcQ = newQ("nodes"), newQ("pods"), newQ("namespaces"), newQ("services")
 	c.svcLBs = serviceLBIndex{m: map[string]map[string]bool{}}
+	c.npQ, c.peerQ = newQ("networkpolicies"), newQ("peers")
+	c.peers = newPeerRegistry()
 	c.metrics = newMetrics(cfg.Metrics, c)
 
 	nodeInf := c.factory.Core().V1().Nodes()
@@ -125,19 +136,23 @@ func New(cfg Config) (*Controller, error) {
 	sliceInf := c.factory.Discovery().V1().EndpointSlices()
 	c.nodes, c.pods, c.namespaces = nodeInf.Lister(), podInf.Lister(), nsInf.Lister()
 	c.services, c.slices = svcInf.Lister(), sliceInf.Lister()
+	npInf := c.factory.Networking().V1().NetworkPolicies()
+	c.policies = npInf.Lister()
 	for inf, h := range map[cache.SharedIndexInformer]cache.ResourceEventHandler{
 		nodeInf.Informer():  enqueueHandler(c.nodeQ, nodeChanged),
 		podInf.Informer():   enqueueHandler(c.podQ, c.podChanged),
 		nsInf.Informer():    enqueueHandler(c.nsQ, nil),
 		svcInf.Informer():   enqueueHandler(c.svcQ, nil),
 		sliceInf.Informer(): sliceHandler(c.svcQ),
+		npInf.Informer():    enqueueHandler(c.npQ, nil),
 	} {
 		if _, err := inf.AddEventHandler(h); err != nil {
 			return nil, fmt.Errorf("add event handler: %w", err)
 		}
 		c.podsSynced = append(c.podsSynced, inf.HasSynced)
 	}
-	if _, err := nsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{UpdateFunc: c.namespaceEgressChanged}); err != nil {
+	if _, err := nsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: c.namespaceAdded,
+		UpdateFunc: c.namespaceChanged}); err != nil {
 		return nil, fmt.Errorf("add event handler: %w", err)
 	}
 	return c, nil
@@ -150,7 +165,8 @@ func (c *Controller) Stats() *Stats { return &c.stats }
 // rate-limited retry are not counted.
 func (c *Controller) Idle() bool {
 	return c.synced.Load() && c.inflight.Load() == 0 &&
-		c.nodeQ.Len() == 0 && c.podQ.Len() == 0 && c.nsQ.Len() == 0 && c.svcQ.Len() == 0
+		c.nodeQ.Len() == 0 && c.podQ.Len() == 0 && c.nsQ.Len() == 0 && c.svcQ.Len() == 0 &&
+		c.npQ.Len() == 0 && c.peerQ.Len() == 0
 }
 
 // Run starts the informers, runs the full sync, then the workers, until ctx ends.
@@ -159,6 +175,8 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer c.podQ.ShutDown()
 	defer c.nsQ.ShutDown()
 	defer c.svcQ.ShutDown()
+	defer c.npQ.ShutDown()
+	defer c.peerQ.ShutDown()
 	c.factory.Start(ctx.Done())
 	defer c.factory.Shutdown()
 	if !cache.WaitForCacheSync(ctx.Done(), c.podsSynced...) {
@@ -187,11 +205,15 @@ func (c *Controller) Run(ctx context.Context) error {
 	run(2, c.nodeQ, c.syncNode)
 	run(c.cfg.PodWorkers, c.podQ, c.syncPod)
 	run(c.cfg.ServiceWorkers, c.svcQ, c.syncService)
+	run(1, c.npQ, c.syncPolicy) // one at a time: see peerRegistry
+	run(1, c.peerQ, c.syncPeer)
 	<-ctx.Done()
 	c.nodeQ.ShutDown()
 	c.podQ.ShutDown()
 	c.nsQ.ShutDown()
 	c.svcQ.ShutDown()
+	c.npQ.ShutDown()
+	c.peerQ.ShutDown()
 	wg.Wait()
 	return nil
 }
@@ -228,6 +250,10 @@ func queueName(q workqueue.TypedRateLimitingInterface[string], c *Controller) st
 		return "pod"
 	case c.svcQ:
 		return "service"
+	case c.npQ:
+		return "networkpolicy"
+	case c.peerQ:
+		return "peer"
 	}
 	return "namespace"
 }
@@ -279,8 +305,9 @@ func (c *Controller) podChanged(old, cur any) bool {
 	if !ok1 || !ok2 {
 		return true
 	}
-	if o.Spec.NodeName != n.Spec.NodeName || o.Spec.HostNetwork != n.Spec.HostNetwork || o.Status.Phase != n.Status.Phase {
-		return true
+	if o.Spec.NodeName != n.Spec.NodeName || o.Spec.HostNetwork != n.Spec.HostNetwork || o.Status.Phase != n.Status.Phase ||
+		!maps.Equal(o.Labels, n.Labels) {
+		return true // labels: policy and peer membership
 	}
 	if !kovnAnnotationsChanged(o.Annotations, n.Annotations) {
 		return false

@@ -102,10 +102,8 @@ func (c *Controller) desiredPodEgressNAT(pod *corev1.Pod, net annotations.PodNet
 
 // namespaceEgressChanged re-evaluates the egress NAT of a namespace's pods when its egress annotation changes:
 // the change applies to running pods.
-func (c *Controller) namespaceEgressChanged(old, cur any) {
-	o, ok1 := old.(*corev1.Namespace)
-	n, ok2 := cur.(*corev1.Namespace)
-	if !ok1 || !ok2 || o.Annotations[annotations.EgressSNAT] == n.Annotations[annotations.EgressSNAT] {
+func (c *Controller) namespaceEgressChanged(o, n *corev1.Namespace) {
+	if o.Annotations[annotations.EgressSNAT] == n.Annotations[annotations.EgressSNAT] {
 		return
 	}
 	pods, err := c.pods.Pods(n.Name).List(labels.Everything())

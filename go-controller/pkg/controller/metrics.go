@@ -35,7 +35,9 @@ func newMetrics(reg prometheus.Registerer, c *Controller) *metrics {
 	depth := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "kovn", Subsystem: "controller", Name: "queued_keys",
 		Help: "Keys waiting in the work queues (not counting rate-limited retries).",
-	}, func() float64 { return float64(c.nodeQ.Len() + c.podQ.Len() + c.nsQ.Len() + c.svcQ.Len()) })
+	}, func() float64 {
+		return float64(c.nodeQ.Len() + c.podQ.Len() + c.nsQ.Len() + c.svcQ.Len() + c.npQ.Len() + c.peerQ.Len())
+	})
 	if reg != nil {
 		reg.MustRegister(m.transactions, m.operations, m.reconcile, m.fullSync, depth)
 	}

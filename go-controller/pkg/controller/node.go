@@ -17,6 +17,7 @@ import (
 	"github.com/kovn-io/kovn/go-controller/pkg/ipam"
 	"github.com/kovn-io/kovn/go-controller/pkg/nbops"
 	"github.com/kovn-io/kovn/go-controller/pkg/ownership"
+	"github.com/kovn-io/kovn/go-controller/pkg/policy"
 	"github.com/kovn-io/kovn/go-controller/pkg/topology"
 	"github.com/kovn-io/kovn/ovsdb-models/nbdb"
 )
@@ -121,6 +122,15 @@ func (c *Controller) nodeOps(n topology.Node) ([]ovsdb.Operation, error) {
 		}
 	}
 	if err := add(nbops.EnsureInSet(c.nb, n.Switch, &n.Switch.Ports, []string{n.SwitchRouterPort.UUID, n.ManagementPort.UUID})); err != nil {
+		return nil, err
+	}
+	// The node's own host reaches its pods whatever the policies say (kubelet probes).
+	acl := aclRow(ownership.NewOwner(ownership.KindNode, "", n.Switch.Name).ID("node-allow"),
+		policy.NodeACL(n.Switch.Name, n.ManagementIP), "")
+	if err := add(nbops.CreateOrUpdate(c.nb, acl)); err != nil {
+		return nil, err
+	}
+	if err := add(nbops.EnsureInSet(c.nb, n.Switch, &n.Switch.ACLs, []string{acl.UUID})); err != nil {
 		return nil, err
 	}
 	grp, err := nbops.Lookup(c.nb, &nbdb.LoadBalancerGroup{Name: topology.ClusterLBGroup})

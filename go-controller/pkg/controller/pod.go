@@ -111,7 +111,10 @@ func (c *Controller) podOps(pod *corev1.Pod, net annotations.PodNetwork) ([]ovsd
 	if err := add(nbops.EnsureInSet(c.nb, as, &as.Addresses, ipStrings(net))); err != nil {
 		return nil, err
 	}
-	err = add(c.podEgressOps(pod, net))
+	if err := add(c.podEgressOps(pod, net)); err != nil {
+		return nil, err
+	}
+	err = add(c.podPolicyOps(pod, lsp.UUID, net.IPs[0].Addr().String()))
 	return ops, err
 }
 
@@ -212,6 +215,11 @@ func (c *Controller) teardownPod(ctx context.Context, ns, name string) error {
 			return err
 		}
 		ops = append(ops, rm...)
+		peerOps, err := c.podPeerRemovalOps(lspIPs(lsp))
+		if err != nil {
+			return err
+		}
+		ops = append(ops, peerOps...)
 	}
 	if err := c.apply(ctx, "remove pod "+key, ops); err != nil {
 		return err

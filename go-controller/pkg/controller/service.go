@@ -62,7 +62,8 @@ func sliceHandler(q workqueue.TypedRateLimitingInterface[string]) cache.Resource
 			q.Add(s.Namespace + "/" + name)
 		}
 	}
-	return cache.ResourceEventHandlerFuncs{AddFunc: add, UpdateFunc: func(_, cur any) { add(cur) }, DeleteFunc: add}
+	// A slice relabelled to another service leaves the old one: both are resynced.
+	return cache.ResourceEventHandlerFuncs{AddFunc: add, UpdateFunc: func(old, cur any) { add(old); add(cur) }, DeleteFunc: add}
 }
 
 // syncService makes the service's load balancers in NB equal to what services.Desired says, in one transaction.

@@ -52,8 +52,17 @@ func (c *Controller) fullSync(ctx context.Context) error {
 			nsIPs[p.Namespace] = append(nsIPs[p.Namespace], ip.String())
 		}
 	}
+	if err := c.peers.rebuild(c); err != nil {
+		return err
+	}
 	if err := c.removeStale(ctx); err != nil {
 		return err
+	}
+	// Every namespace's default-deny groups are recomputed (policies deleted while kovn was down).
+	if nss, err := c.namespaces.List(labels.Everything()); err == nil {
+		for _, ns := range nss {
+			c.npQ.Add(ns.Name + "/" + isolationPolicy)
+		}
 	}
 	if err := c.loadServiceLBIndex(ctx); err != nil {
 		return err
@@ -73,6 +82,16 @@ func (c *Controller) ensureCluster(ctx context.Context) error {
 		func() ([]ovsdb.Operation, error) { return nbops.CreateOrUpdate(c.nb, t.RouterJoinPort) },
 		func() ([]ovsdb.Operation, error) { return nbops.CreateOrUpdate(c.nb, t.NoSNATDestinations) },
 		func() ([]ovsdb.Operation, error) { return nbops.CreateOrUpdate(c.nb, t.LBGroup, &t.LBGroup.Name) },
+		func() ([]ovsdb.Operation, error) {
+			meter, band := topology.ForACLLogMeter(c.cfg.ACLLogRate)
+			o, err := nbops.CreateOrUpdate(c.nb, band)
+			if err != nil {
+				return nil, err
+			}
+			meter.Bands = []string{band.UUID}
+			m, err := nbops.CreateOrUpdate(c.nb, meter)
+			return append(o, m...), err
+		},
 		func() ([]ovsdb.Operation, error) {
 			return nbops.EnsureInSet(c.nb, t.Router, &t.Router.LoadBalancerGroup, []string{t.LBGroup.UUID})
 		},
@@ -153,6 +172,12 @@ func (c *Controller) ownerExists(o ownership.Owner) bool {
 		ns, name, _ := cache.SplitMetaNamespaceKey(o.Key)
 		_, err := c.services.Services(ns).Get(name)
 		return err == nil
+	case ownership.KindNetworkPolicy:
+		ns, name, _ := cache.SplitMetaNamespaceKey(o.Key)
+		np, err := c.policy(ns, name)
+		return err != nil || np != nil
+	case ownership.KindPolicyPeer:
+		return c.peers.used(o.Key)
 	case ownership.KindPod:
 		ns, name, _ := cache.SplitMetaNamespaceKey(o.Key)
 		p, err := c.pods.Pods(ns).Get(name)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containernetworking/plugins/pkg/ns"
+
 	"github.com/kovn-io/kovn/go-controller/pkg/nodeovs"
 	"github.com/kovn-io/kovn/go-controller/pkg/openflow"
 )
@@ -178,8 +180,12 @@ func (g *Gateway) RunFlows(ctx context.Context, interval time.Duration) error {
 	}
 }
 
-// syncFlows installs the desired flows unless the bridge has exactly them already.
+// syncFlows installs the desired flows unless the bridge has exactly them already, after making sure the bridge
+// still holds the node IP (an ovs-vswitchd restart re-creates the bridge's device without it).
 func (g *Gateway) syncFlows(ctx context.Context) error {
+	if err := g.cfg.HostNS.Do(func(ns.NetNS) error { return g.ensureAddress() }); err != nil {
+		return err
+	}
 	p, err := g.ports()
 	if err != nil {
 		return err

@@ -159,3 +159,40 @@ func prefixOf(n *net.IPNet) netip.Prefix {
 	ones, _ := n.Mask.Size()
 	return netip.PrefixFrom(a, ones)
 }
+
+// ensureAddress puts the node IP (and the default route through the next hop) back on the bridge when its
+// device lost them: ovs-vswitchd re-creates a userspace bridge's device empty when it restarts. It runs in the
+// host namespace.
+func (g *Gateway) ensureAddress() error {
+	br, err := netlink.LinkByName(g.cfg.Bridge)
+	if err != nil {
+		return fmt.Errorf("external bridge device: %w", err)
+	}
+	a, err := readAddressing(br)
+	if err != nil {
+		return err
+	}
+	for _, ad := range a.addrs {
+		if prefixOf(ad.IPNet) == g.info.IP {
+			return nil
+		}
+	}
+	g.log.Warn("the external bridge lost the node IP (ovs-vswitchd restarted?); restoring it", "ip", g.info.IP)
+	if mac, err := net.ParseMAC(g.info.MAC); err == nil && br.Attrs().HardwareAddr.String() != g.info.MAC {
+		_ = netlink.LinkSetHardwareAddr(br, mac)
+	}
+	if err := netlink.LinkSetUp(br); err != nil {
+		return err
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: g.info.IP.Addr().AsSlice(), Mask: net.CIDRMask(g.info.IP.Bits(), 32)}}
+	if err := netlink.AddrReplace(br, addr); err != nil {
+		return fmt.Errorf("restore %s on %s: %w", g.info.IP, g.cfg.Bridge, err)
+	}
+	if g.info.NextHop.IsValid() && !g.cfg.NextHop.IsValid() {
+		r := &netlink.Route{LinkIndex: br.Attrs().Index, Gw: g.info.NextHop.AsSlice()}
+		if err := netlink.RouteReplace(r); err != nil {
+			return fmt.Errorf("restore the default route via %s: %w", g.info.NextHop, err)
+		}
+	}
+	return nil
+}

@@ -41,6 +41,11 @@ func Lookup[T model.Model](c client.Client, m T) (T, error) {
 }
 
 // lookupShared is Lookup without the copy: the cached row itself, which callers must only read.
+//
+// The cache answers from the first index the model has values for, and an index over a missing value (an
+// empty name, absent ownership keys) matches every row with that missing value too. So the candidates are
+// checked against the identity the model really carries (UUID, name, ownership); when an index gave only
+// wrong rows, a model with an ownership identity is looked up again by scanning its table.
 func lookupShared(c client.Client, m model.Model) (model.Model, error) {
 	info, err := modelInfo(c, m)
 	if err != nil {
@@ -54,15 +59,70 @@ func lookupShared(c client.Client, m model.Model) (model.Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("look up %s: %w", describe(info), err)
 	}
-	switch len(rows) {
+	want := identityOf(info)
+	var found []model.Model
+	for _, r := range rows {
+		if rInfo, err := modelInfo(c, r); err == nil && want.matches(identityOf(rInfo)) {
+			found = append(found, r)
+		}
+	}
+	if len(found) == 0 && len(rows) > 0 && want.owned {
+		for _, r := range table.RowsShallow() {
+			if rInfo, err := modelInfo(c, r); err == nil && want.matches(identityOf(rInfo)) {
+				found = append(found, r)
+			}
+		}
+	}
+	switch len(found) {
 	case 0:
 		return nil, nil
 	case 1:
-		for _, r := range rows {
-			return r, nil
+		return found[0], nil
+	}
+	return nil, fmt.Errorf("look up %s: %d rows match, expected at most one", describe(info), len(found))
+}
+
+// identity is what identifies a row in a lookup: its UUID, its name, its ownership.
+type identity struct {
+	uuid, name string
+	owned      bool
+	id         ownership.ID
+}
+
+func identityOf(info *mapper.Info) identity {
+	var x identity
+	if u, err := info.FieldByColumn("_uuid"); err == nil {
+		x.uuid, _ = u.(string)
+	}
+	if n, err := info.FieldByColumn("name"); err == nil {
+		switch v := n.(type) {
+		case string:
+			x.name = v
+		case *string:
+			if v != nil {
+				x.name = *v
+			}
 		}
 	}
-	return nil, fmt.Errorf("look up %s: %d rows match, expected at most one", describe(info), len(rows))
+	if e, err := info.FieldByColumn("external_ids"); err == nil {
+		ids, _ := e.(map[string]string)
+		x.id, x.owned = ownership.Parse(ids)
+	}
+	return x
+}
+
+// matches reports whether a candidate row has the identity the lookup model asks for: the same UUID when it
+// gives one, else the same name when it gives one, else the same ownership.
+func (want identity) matches(got identity) bool {
+	switch {
+	case want.uuid != "" && !ovsdb.IsNamedUUID(want.uuid):
+		return got.uuid == want.uuid
+	case want.name != "":
+		return got.name == want.name
+	case want.owned:
+		return got.owned && got.id == want.id
+	}
+	return true // schema indexes over other columns: the cache's answer stands
 }
 
 // CreateOrUpdate returns the operations that make the row identified by m equal to m: an insert when no such row

@@ -36,6 +36,8 @@ const (
 	KindPod           Kind = "Pod"
 	KindService       Kind = "Service"
 	KindNetworkPolicy Kind = "NetworkPolicy"
+	// KindPolicyPeer owns the address set of a peer selector shared by NetworkPolicies (its key is the selector).
+	KindPolicyPeer Kind = "PolicyPeer"
 )
 
 // Owner names the object that owns rows: its kind and its key ("namespace/name" or "name").

@@ -73,7 +73,9 @@ func upNode(ctx context.Context, s *State, o Options, i int) error {
 	if err := waitSocket(ctx, sock); err != nil {
 		return err
 	}
-	if _, err := s.start(name+"-ovs-vswitchd", n.Netns, env, "ovs-vswitchd", "unix:"+sock, "--no-chdir",
+	// --monitor restarts ovs-vswitchd if it crashes (OVS 3.1.0's userspace conntrack can hit an assertion in
+	// conn_update_state under heavy connection churn); kovn node restores what the restart loses.
+	if _, err := s.start(name+"-ovs-vswitchd", n.Netns, env, "ovs-vswitchd", "unix:"+sock, "--no-chdir", "--monitor",
 		"--unixctl="+filepath.Join(n.Dir, "ovs-vswitchd.ctl"), "--log-file="+filepath.Join(n.Dir, "ovs-vswitchd.log")); err != nil {
 		return err
 	}

@@ -111,7 +111,9 @@ func nodeLBs(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, nodes []Node
 			continue
 		}
 		// The gateway router's copy keeps the client IP and uses the node's endpoints; the switch's copy
-		// serves the node's pods with every endpoint.
+		// serves the node's pods with every endpoint. Each has its own ID, so that an ID always has the same
+		// attachments (an externalTrafficPolicy change replaces rows instead of re-attaching them).
+		lb.ID, lb.Name = lb.ID+"-external", lb.Name+"_external"
 		lb.Routers = []string{n.Router}
 		lb.Options["skip_snat"] = "true"
 		internal := newLB(svc, proto, "node", n.Name, "internal")

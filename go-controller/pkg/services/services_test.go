@@ -184,9 +184,9 @@ func nodeLB(n Node, proto string, v vips) LB {
 		Protocol: proto, VIPs: v, Options: opts(), Routers: []string{n.Router}, Switches: []string{n.Switch}}
 }
 
-// gwLocalLB is "node-<node>-<proto>" on the gateway router only, skip_snat (externalTrafficPolicy Local).
+// gwLocalLB is "node-<node>-<proto>-external" on the gateway router only, skip_snat (externalTrafficPolicy Local).
 func gwLocalLB(n Node, proto string, v vips) LB {
-	return LB{ID: "node-" + n.Name + "-" + proto, Name: "Service_default/web_" + strings.ToUpper(proto) + "_node_" + n.Name,
+	return LB{ID: "node-" + n.Name + "-" + proto + "-external", Name: "Service_default/web_" + strings.ToUpper(proto) + "_node_" + n.Name + "_external",
 		Protocol: proto, VIPs: v, Options: snatOpts(), Routers: []string{n.Router}}
 }
 
@@ -663,7 +663,7 @@ func TestDesired(t *testing.T) {
 					Groups:  []string{"kovn_cluster_lbs"},
 				},
 				{
-					ID: "node-n2-tcp", Name: "Service_default/web_TCP_node_n2", Protocol: "tcp",
+					ID: "node-n2-tcp-external", Name: "Service_default/web_TCP_node_n2_external", Protocol: "tcp",
 					VIPs:    map[string]string{"192.168.1.12:30080": "10.244.2.5:8080"},
 					Options: map[string]string{"reject": "true", "event": "false", "skip_snat": "true"},
 					Routers: []string{"GR_n2"},

@@ -61,6 +61,17 @@ type Cluster struct {
 // ClusterLBGroup is the name of the cluster's load-balancer group.
 const ClusterLBGroup = "kovn_cluster_lbs"
 
+// ACLLogMeter rate-limits the ACL log messages of namespaces that turn logging on.
+const ACLLogMeter = "kovn_acl_logging"
+
+// ForACLLogMeter returns the meter (and its band) that limits ACL logging to rate messages per second.
+func ForACLLogMeter(rate int) (*nbdb.Meter, *nbdb.MeterBand) {
+	band := &nbdb.MeterBand{Action: nbdb.MeterBandActionDrop, Rate: rate,
+		ExternalIDs: clusterOwner.ID("acl-log-meter-band").ExternalIDs(nil)}
+	return &nbdb.Meter{Name: ACLLogMeter, Unit: nbdb.MeterUnitPktps, Fair: ptr(true),
+		ExternalIDs: clusterOwner.ID("acl-log-meter").ExternalIDs(nil)}, band
+}
+
 // ForCluster returns the cluster-wide rows for cfg.
 func ForCluster(cfg config.Cluster) Cluster {
 	joinIP := firstHost(cfg.JoinSubnet)
@@ -92,6 +103,8 @@ type Node struct {
 	RouterPort       *nbdb.LogicalRouterPort // on the cluster router
 	SwitchRouterPort *nbdb.LogicalSwitchPort // on the node switch, peer of RouterPort
 	ManagementPort   *nbdb.LogicalSwitchPort
+	// ManagementIP is the management port's address (the node's own address on the pod network).
+	ManagementIP string
 }
 
 // ForNode returns the rows of a node with the given subnet.
@@ -120,6 +133,7 @@ func ForNode(name string, subnet netip.Prefix) Node {
 			Addresses:   []string{mgmtAddr},
 			ExternalIDs: owner.ID("management-port").ExternalIDs(nil),
 		},
+		ManagementIP: mgmt.String(),
 	}
 }
 
