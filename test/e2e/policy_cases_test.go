@@ -1,7 +1,12 @@
 package e2e
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -163,6 +168,29 @@ func TestNetworkPolicyTruthTables(t *testing.T) {
 		}
 	}
 	t.Run("update, label changes and deletion", func(t *testing.T) { policyChanges(t, b) })
+	t.Run("ACL logging names the policy that dropped", func(t *testing.T) { aclLogging(t, b) })
+}
+
+// aclLogging turns on logging for namespace x and checks that ovn-controller on the destination's node logs
+// the drop with the name of the namespace's default deny and the allow with the policy's rule.
+func aclLogging(t *testing.T, b *policyBed) {
+	annotateNamespace(t, "x", "kovn.io/acl-logging", strp(`{"deny":"warning","allow":"info"}`))
+	t.Cleanup(func() { annotateNamespace(t, "x", "kovn.io/acl-logging", nil) })
+	applyPolicy(t, np("x", "from-y", networkingv1.NetworkPolicySpec{PodSelector: *sel("pod", "b"),
+		Ingress: []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: sel("ns", "y")}}}}}))
+	b.check(t, "x/b from y only", map[target]reach{tcp80: expect(func(f, to string) bool { return to != "x/b" || nsOf(f) == "y" })})
+	log := filepath.Join(stateDir, "logs", "node2-ovn-controller.log") // x/b runs on node2
+	eventually(t, "ACL log lines for x/b", 30*time.Second, func() (bool, string) {
+		b.observe(tcp80)
+		data, err := os.ReadFile(log)
+		if err != nil {
+			return false, err.Error()
+		}
+		text := string(data)
+		drop := strings.Contains(text, `name="x/default-deny:ingress:0", verdict=drop, severity=warning`)
+		allow := strings.Contains(text, `name="x/from-y:ingress:0", verdict=allow, severity=info`)
+		return drop && allow, fmt.Sprintf("drop logged %v, allow logged %v", drop, allow)
+	})
 }
 
 // policyChanges checks that updates of a policy, of pod and namespace labels, and its deletion take effect.
