@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containernetworking/plugins/pkg/ns"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -89,17 +88,7 @@ func deletePod(t *testing.T, p pod) {
 
 // probe asks, from inside the pod's network namespace, for an answer from addr over proto.
 func probe(from pod, proto, addr string) (workload.Reply, error) {
-	netns, err := sandbox.PodNetns(stateDir, from.key())
-	if err != nil {
-		return workload.Reply{}, err
-	}
-	var r workload.Reply
-	err = ns.WithNetNSPath(netns, func(ns.NetNS) error {
-		var perr error
-		r, perr = workload.Probe(proto, addr, 3*time.Second)
-		return perr
-	})
-	return r, err
+	return probeFrom(from.key(), proto, addr)
 }
 
 // mustReach fails the test unless from reaches to over proto and the answer comes from to.

@@ -78,13 +78,18 @@ func MarshalNodeGateway(g NodeGatewayInfo) (string, error) {
 
 // ParseEgressSNAT reads a namespace's egress SNAT setting; set is false when the annotation is absent.
 func ParseEgressSNAT(annotations map[string]string) (snat, set bool, err error) {
-	raw, found := annotations[EgressSNAT]
+	return parseBool(annotations, EgressSNAT)
+}
+
+// parseBool reads a true/false annotation; set is false when it is absent.
+func parseBool(annotations map[string]string, key string) (v, set bool, err error) {
+	raw, found := annotations[key]
 	if !found {
 		return false, false, nil
 	}
-	v, err := strconv.ParseBool(strings.TrimSpace(raw))
+	v, err = strconv.ParseBool(strings.TrimSpace(raw))
 	if err != nil {
-		return false, false, fmt.Errorf("annotation %s: %q is not true or false", EgressSNAT, raw)
+		return false, false, fmt.Errorf("annotation %s: %q is not true or false", key, raw)
 	}
 	return v, true, nil
 }

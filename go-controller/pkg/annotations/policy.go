@@ -3,7 +3,6 @@ package annotations
 import (
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 )
 
@@ -19,15 +18,7 @@ const (
 
 // ParseIsolation reads a namespace's isolation setting; a malformed value is an error (and not isolated).
 func ParseIsolation(annotations map[string]string) (on, set bool, err error) {
-	raw, found := annotations[Isolation]
-	if !found {
-		return false, false, nil
-	}
-	v, err := strconv.ParseBool(strings.TrimSpace(raw))
-	if err != nil {
-		return false, false, fmt.Errorf("annotation %s: %q is not true or false", Isolation, raw)
-	}
-	return v, true, nil
+	return parseBool(annotations, Isolation)
 }
 
 // ACLLog is the logging a namespace asks for, by verdict ("" = none).

@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -67,7 +66,7 @@ func (c *Controller) gatewayOps(name string, subnet netip.Prefix, gw *annotation
 			return nil, err
 		}
 		for _, m := range gatewayModels(g) {
-			id, _ := ownership.Parse(externalIDs(m))
+			id, _ := ownership.Parse(c.externalIDs(m))
 			keep[id.Name] = true
 		}
 	}
@@ -149,41 +148,8 @@ func (c *Controller) staleGatewayOps(owner ownership.Owner, keep map[string]bool
 		id, ok := ownership.Parse(ids)
 		return ok && id.Owner == owner && strings.HasPrefix(id.Name, gatewayRowPrefix) && !keep[id.Name]
 	}
-	var rows []model.Model
-	var routes []*nbdb.LogicalRouterStaticRoute
-	var policies []*nbdb.LogicalRouterPolicy
-	var nats []*nbdb.NAT
-	var routers []*nbdb.LogicalRouter
-	var lrps []*nbdb.LogicalRouterPort
-	for _, l := range []struct {
-		pred any
-		out  any
-	}{
-		{func(r *nbdb.LogicalRouterStaticRoute) bool { return stale(r.ExternalIDs) }, &routes},
-		{func(r *nbdb.LogicalRouterPolicy) bool { return stale(r.ExternalIDs) }, &policies},
-		{func(r *nbdb.NAT) bool { return stale(r.ExternalIDs) }, &nats},
-		{func(r *nbdb.LogicalRouter) bool { return stale(r.ExternalIDs) }, &routers},
-		{func(r *nbdb.LogicalRouterPort) bool { return stale(r.ExternalIDs) }, &lrps},
-	} {
-		if err := c.nb.WhereCache(l.pred).List(context.Background(), l.out); err != nil {
-			return nil, err
-		}
-	}
-	for _, r := range routes {
-		rows = append(rows, r)
-	}
-	for _, r := range policies {
-		rows = append(rows, r)
-	}
-	for _, r := range nats {
-		rows = append(rows, r)
-	}
-	for _, r := range routers {
-		rows = append(rows, r)
-	}
-	for _, r := range lrps {
-		rows = append(rows, r)
-	}
+	rows := c.rowsWhere([]string{nbdb.LogicalRouterStaticRouteTable, nbdb.LogicalRouterPolicyTable, nbdb.NATTable,
+		nbdb.LogicalRouterTable, nbdb.LogicalRouterPortTable}, stale)
 	node := owner.Key
 	for _, name := range []string{"gw-join-switch-port", "gw-external-switch-port", "gw-localnet-port"} {
 		if !keep[name] {
@@ -199,7 +165,7 @@ func (c *Controller) staleGatewayOps(owner ownership.Owner, keep map[string]bool
 		if err != nil {
 			return nil, err
 		}
-		if existing == nil || !stale(externalIDs(existing)) {
+		if existing == nil || !stale(c.externalIDs(existing)) {
 			continue
 		}
 		o, err := nbops.Delete(c.nb, existing)
@@ -232,23 +198,33 @@ func uuids(routes []*nbdb.LogicalRouterStaticRoute) []string {
 	return slices.Compact(out)
 }
 
-// externalIDs returns the external_ids column of a row of any table that has one.
-func externalIDs(m model.Model) map[string]string {
-	switch r := m.(type) {
-	case *nbdb.LogicalRouter:
-		return r.ExternalIDs
-	case *nbdb.LogicalRouterPort:
-		return r.ExternalIDs
-	case *nbdb.LogicalSwitch:
-		return r.ExternalIDs
-	case *nbdb.LogicalSwitchPort:
-		return r.ExternalIDs
-	case *nbdb.LogicalRouterStaticRoute:
-		return r.ExternalIDs
-	case *nbdb.LogicalRouterPolicy:
-		return r.ExternalIDs
-	case *nbdb.NAT:
-		return r.ExternalIDs
+// rowsWhere returns copies of the cached rows of the given tables whose external_ids satisfy keep.
+func (c *Controller) rowsWhere(tables []string, keep func(map[string]string) bool) []model.Model {
+	var out []model.Model
+	for _, t := range tables {
+		rc := c.nb.Cache().Table(t)
+		if rc == nil {
+			continue
+		}
+		for _, r := range rc.RowsShallow() {
+			if keep(c.externalIDs(r)) {
+				out = append(out, model.Clone(r))
+			}
+		}
 	}
-	return nil
+	return out
+}
+
+// externalIDs returns the external_ids column of a row of any table that has one.
+func (c *Controller) externalIDs(m model.Model) map[string]string {
+	info, err := c.nb.Cache().DatabaseModel().NewModelInfo(m)
+	if err != nil {
+		return nil
+	}
+	v, err := info.FieldByColumn("external_ids")
+	if err != nil {
+		return nil
+	}
+	ids, _ := v.(map[string]string)
+	return ids
 }

@@ -55,6 +55,10 @@ func (c *Controller) fullSync(ctx context.Context) error {
 	if err := c.peers.rebuild(c); err != nil {
 		return err
 	}
+	// Peer address sets are recomputed: pods may have come, gone or changed labels while kovn was down.
+	for _, p := range c.peers.snapshot() {
+		c.peerQ.Add(p.Key())
+	}
 	if err := c.removeStale(ctx); err != nil {
 		return err
 	}
