@@ -205,3 +205,21 @@ func TestRemovedNodeTakesItsGatewayRows(t *testing.T) {
 		return n == 0, why
 	})
 }
+
+func TestExemptDestinationsSeePodIPs(t *testing.T) {
+	namespace(t, "exempt")
+	routeToPods(t)
+	for _, p := range podsOnEveryNode(t, "exempt") {
+		r, err := probe(p, "tcp", sandbox.NoSNATIP+":80")
+		if err != nil {
+			t.Fatalf("%s cannot reach %s: %v", p.key(), sandbox.NoSNATIP, err)
+		}
+		if ap, _ := netip.ParseAddrPort(r.Client); ap.Addr().String() != p.IP {
+			t.Errorf("%s reached %s (in --no-snat-destinations %s) as %s, want its own IP %s", p.key(), sandbox.NoSNATIP,
+				sandbox.NoSNATDestinations, r.Client, p.IP)
+		}
+		if seen := external(t, p, "tcp"); seen.Addr().String() != nodeIP(p.Node) {
+			t.Errorf("%s reached %s as %s, want its node IP", p.key(), sandbox.ExternalIP, seen)
+		}
+	}
+}

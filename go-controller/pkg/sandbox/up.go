@@ -183,13 +183,21 @@ func upCentral(ctx context.Context, s *State, o Options) error {
 	return err
 }
 
+// NoSNATIP is an address of the external host in NoSNATDestinations, the range the sandbox's controller exempts
+// from egress SNAT (pods reach it with their own IPs).
+const (
+	NoSNATIP           = "192.168.232.1"
+	NoSNATDestinations = "192.168.232.0/24"
+)
+
 // SNATPortRange is the sandbox's egress SNAT port range: apart from Linux's ephemeral ports (32768-60999), so pod
 // connections SNATed to a node IP never collide with the node's own, as an operator would configure it.
 const SNATPortRange = "20000-29999"
 
 func upController(_ context.Context, s *State, o Options) error {
 	_, err := s.start("kovn-controller", "", nil, o.Kovn, "controller", "--kubeconfig="+s.Kubeconfig,
-		"--nb-address=unix:"+filepath.Join(o.Dir, "ovn", "nb.sock"), "--encap="+o.Encap, "--snat-port-range="+SNATPortRange)
+		"--nb-address=unix:"+filepath.Join(o.Dir, "ovn", "nb.sock"), "--encap="+o.Encap, "--snat-port-range="+SNATPortRange,
+		"--no-snat-destinations="+NoSNATDestinations)
 	return err
 }
 
@@ -210,6 +218,10 @@ func upExternal(_ context.Context, s *State, o Options) error {
 		return err
 	}
 	if err := setUp(externalNS, "eth0", "", ExternalIP+underlayBits); err != nil {
+		return err
+	}
+	// A second address of the world, in a range the controller exempts from egress SNAT.
+	if err := setUp(externalNS, "eth0", "", NoSNATIP+"/32"); err != nil {
 		return err
 	}
 	_, err := s.start("external-server", externalNS, nil, o.Kovn, "sandbox", "workload", "--name=external", "--tcp=80", "--udp=81")
