@@ -74,6 +74,7 @@ bench: deps kube-tools build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./go-controller/pkg/ovntest/ ./go-controller/pkg/nbops/ ./go-controller/pkg/ipam/
 	KOVN_BIN=$(CURDIR)/$(OUT)/kovn $(GO) test -run '^$$' -bench ControllerScale -benchtime 1x -timeout 30m ./go-controller/pkg/controller/
 	KOVN_BIN=$(CURDIR)/$(OUT)/kovn $(GO) test -run '^$$' -bench ServiceScale -benchtime 1x -timeout 30m ./go-controller/pkg/controller/
+	KOVN_BIN=$(CURDIR)/$(OUT)/kovn $(GO) test -run '^$$' -bench PolicyScale -benchtime 1x -timeout 30m ./go-controller/pkg/controller/
 	$(GO) test -run '^$$' -bench CNIAdd -benchtime 1x -timeout 10m ./go-controller/pkg/nodeagent/
 
 ## sandbox: a 3-node cluster on this machine, and a short demo (two pods on different nodes talking).

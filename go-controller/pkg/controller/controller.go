@@ -152,7 +152,7 @@ func New(cfg Config) (*Controller, error) {
 		c.podsSynced = append(c.podsSynced, inf.HasSynced)
 	}
 	if _, err := nsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: c.namespaceAdded,
-		UpdateFunc: c.namespaceChanged}); err != nil {
+		UpdateFunc: c.namespaceChanged, DeleteFunc: c.namespaceDeleted}); err != nil {
 		return nil, fmt.Errorf("add event handler: %w", err)
 	}
 	return c, nil

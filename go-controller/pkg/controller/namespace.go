@@ -25,6 +25,7 @@ func (c *Controller) syncNamespace(ctx context.Context, name string) error {
 		return err
 	}
 	c.warnBadEgressAnnotation(ns)
+	c.warnBadACLLogging(ns)
 	as := topology.ForNamespace(name, nil)
 	ops, err := nbops.CreateOrUpdate(c.nb, as, &as.ExternalIDs)
 	if err != nil {

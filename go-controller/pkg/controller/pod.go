@@ -61,7 +61,11 @@ func (c *Controller) syncPod(ctx context.Context, key string) error {
 	if err != nil {
 		return fmt.Errorf("pod %s: %w", key, err)
 	}
-	return c.apply(ctx, "pod "+key, ops)
+	if err := c.apply(ctx, "pod "+key, ops); err != nil {
+		return err
+	}
+	c.enqueueNamedPortPolicies(pod)
+	return nil
 }
 
 // podOps returns the operations that make a pod's port and address-set entry match net. A port left by an
@@ -223,6 +227,9 @@ func (c *Controller) teardownPod(ctx context.Context, ns, name string) error {
 	}
 	if err := c.apply(ctx, "remove pod "+key, ops); err != nil {
 		return err
+	}
+	if lsp != nil {
+		c.enqueueNamedPortPoliciesFor(ns) // a named-port match may list the pod's IP
 	}
 	c.releasePod(key)
 	c.ownWrites.Delete(key)

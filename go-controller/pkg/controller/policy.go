@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ovn-kubernetes/libovsdb/ovsdb"
 	corev1 "k8s.io/api/core/v1"
@@ -13,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kovn-io/kovn/go-controller/pkg/annotations"
@@ -105,8 +107,101 @@ func (c *Controller) syncPolicy(ctx context.Context, key string) error {
 		c.peers.rollback(key, released)
 		return err
 	}
+	// Pod syncs read the groups and sets from the cache: wait until it has them, then register the peers and
+	// resync the selected pods that had no port yet (their own sync may have run before the group existed).
+	c.waitCached(ctx, np, peers)
 	c.peers.commit(key, peers)
+	if np != nil {
+		c.enqueuePortless(np)
+	}
 	return nil
+}
+
+// waitCached waits (briefly) until the NB cache holds the policy's port group and its peers' address sets.
+func (c *Controller) waitCached(ctx context.Context, np *networkingv1.NetworkPolicy, peers []policy.Peer) {
+	if np == nil {
+		return
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		missing := false
+		if pg, _ := nbops.Lookup(c.nb, &nbdb.PortGroup{Name: policy.PortGroupName(np.Namespace, np.Name)}); pg == nil {
+			missing = true
+		}
+		for _, p := range peers {
+			if as, _ := nbops.Lookup(c.nb, &nbdb.AddressSet{Name: p.AddressSetName()}); as == nil {
+				missing = true
+			}
+		}
+		if !missing {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// enqueuePortless resyncs the pods a policy selects that have no port yet.
+func (c *Controller) enqueuePortless(np *networkingv1.NetworkPolicy) {
+	pods, err := c.pods.Pods(np.Namespace).List(labels.Everything())
+	if err != nil {
+		return
+	}
+	for _, p := range pods {
+		if !networked(p) || !policy.Selects(np, p.Namespace, p.Labels) {
+			continue
+		}
+		if lsp, _ := nbops.Lookup(c.nb, &nbdb.LogicalSwitchPort{Name: topology.PodPort(p.Namespace, p.Name)}); lsp == nil {
+			c.podQ.Add(p.Namespace + "/" + p.Name)
+		}
+	}
+}
+
+// enqueueNamedPortPolicies resyncs the policies whose named ports a pod with named container ports may resolve
+// to (their matches list the pods' IPs per port number).
+func (c *Controller) enqueueNamedPortPolicies(pod *corev1.Pod) {
+	named := false
+	for _, ct := range pod.Spec.Containers {
+		for _, p := range ct.Ports {
+			named = named || p.Name != ""
+		}
+	}
+	if named {
+		c.enqueueNamedPortPoliciesFor(pod.Namespace)
+	}
+}
+
+// enqueueNamedPortPoliciesFor resyncs the policies with named ports a pod of namespace ns may resolve to.
+func (c *Controller) enqueueNamedPortPoliciesFor(ns string) {
+	nps, err := c.policies.List(labels.Everything())
+	if err != nil {
+		return
+	}
+	for _, np := range nps {
+		if hasNamedPorts(np, ns) {
+			c.npQ.Add(np.Namespace + "/" + np.Name)
+		}
+	}
+}
+
+// hasNamedPorts reports whether a policy has named ports that a pod of namespace ns can resolve: ingress rules
+// of its own namespace, egress rules of any.
+func hasNamedPorts(np *networkingv1.NetworkPolicy, ns string) bool {
+	named := func(ports []networkingv1.NetworkPolicyPort) bool {
+		return slices.ContainsFunc(ports, func(p networkingv1.NetworkPolicyPort) bool { return p.Port != nil && p.Port.Type == intstr.String })
+	}
+	if np.Namespace == ns {
+		for _, r := range np.Spec.Ingress {
+			if named(r.Ports) {
+				return true
+			}
+		}
+	}
+	for _, r := range np.Spec.Egress {
+		if named(r.Ports) {
+			return true
+		}
+	}
+	return false
 }
 
 // policyOps makes the policy's port group hold exactly the selected pods' ports and exactly its ACLs.
@@ -318,10 +413,20 @@ func podIP(p *corev1.Pod) (string, bool) {
 	return n.IPs[0].Addr().String(), true
 }
 
-// namespaceAdded and namespaceChanged react to what a namespace's metadata means for networking.
+// namespaceAdded, namespaceDeleted and namespaceChanged react to what a namespace's metadata means for
+// networking.
 func (c *Controller) namespaceAdded(obj any) {
 	if n, ok := obj.(*corev1.Namespace); ok && n.Annotations[annotations.Isolation] != "" {
 		c.npQ.Add(n.Name + "/" + isolationPolicy)
+	}
+}
+
+func (c *Controller) namespaceDeleted(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	if n, ok := obj.(*corev1.Namespace); ok {
+		c.npQ.Add(n.Name + "/" + isolationPolicy) // removes the isolation rows and the deny groups
 	}
 }
 
@@ -341,13 +446,18 @@ func (c *Controller) namespaceChanged(old, cur any) {
 				c.npQ.Add(np.Namespace + "/" + np.Name)
 			}
 		}
-		if _, _, err := annotations.ParseACLLogging(n.Annotations); err != nil {
-			c.warn(&corev1.ObjectReference{Kind: "Namespace", Name: n.Name, UID: n.UID, APIVersion: "v1"}, "InvalidACLLogging", err.Error())
-		}
+		c.warnBadACLLogging(n)
 	}
 	if !maps.Equal(o.Labels, n.Labels) {
 		for _, k := range c.peers.withNamespaceSelector() {
 			c.peerQ.Add(k)
 		}
+	}
+}
+
+// warnBadACLLogging reports a namespace's malformed ACL logging annotation.
+func (c *Controller) warnBadACLLogging(n *corev1.Namespace) {
+	if _, _, err := annotations.ParseACLLogging(n.Annotations); err != nil {
+		c.warn(&corev1.ObjectReference{Kind: "Namespace", Name: n.Name, UID: n.UID, APIVersion: "v1"}, "InvalidACLLogging", err.Error())
 	}
 }
