@@ -140,17 +140,38 @@ func (c *Controller) waitCached(ctx context.Context, np *networkingv1.NetworkPol
 	}
 }
 
-// enqueuePortless resyncs the pods a policy selects that have no port yet.
+// enqueuePortless resyncs the pods a policy selects whose port is not in its port group (or its namespace's
+// deny groups) in the cache: a pod whose sync ran before the group existed, while the policy's sync ran before
+// the pod's port existed, would otherwise stay out.
 func (c *Controller) enqueuePortless(np *networkingv1.NetworkPolicy) {
 	pods, err := c.pods.Pods(np.Namespace).List(labels.Everything())
 	if err != nil {
 		return
 	}
+	groups := []string{policy.PortGroupName(np.Namespace, np.Name)}
+	if in, eg := policy.Types(np); in {
+		groups = append(groups, policy.DenyPortGroupName(np.Namespace, policy.Ingress))
+		if eg {
+			groups = append(groups, policy.DenyPortGroupName(np.Namespace, policy.Egress))
+		}
+	} else if eg {
+		groups = append(groups, policy.DenyPortGroupName(np.Namespace, policy.Egress))
+	}
+	var members [][]string
+	for _, g := range groups {
+		pg, _ := nbops.Lookup(c.nb, &nbdb.PortGroup{Name: g})
+		if pg == nil {
+			members = append(members, nil)
+			continue
+		}
+		members = append(members, pg.Ports)
+	}
 	for _, p := range pods {
 		if !networked(p) || !policy.Selects(np, p.Namespace, p.Labels) {
 			continue
 		}
-		if lsp, _ := nbops.Lookup(c.nb, &nbdb.LogicalSwitchPort{Name: topology.PodPort(p.Namespace, p.Name)}); lsp == nil {
+		lsp, _ := nbops.Lookup(c.nb, &nbdb.LogicalSwitchPort{Name: topology.PodPort(p.Namespace, p.Name)})
+		if lsp == nil || slices.ContainsFunc(members, func(m []string) bool { return !slices.Contains(m, lsp.UUID) }) {
 			c.podQ.Add(p.Namespace + "/" + p.Name)
 		}
 	}
