@@ -208,18 +208,32 @@ func Teardown(ctx context.Context, ovs client.Client, cfg Config) error {
 		if err != nil {
 			return err
 		}
-		if err := netlink.LinkSetARPOn(nic); err != nil {
-			return err
-		}
-		if err := podnet.SetIPv6(cfg.Interface, true); err != nil {
-			return err
-		}
 		return moveAddressing(br, nic, a)
 	})
 	if err != nil {
 		return fmt.Errorf("gateway teardown: %w", err)
 	}
 	if err := nodeovs.DeleteBridge(ctx, ovs, cfg.Bridge); err != nil {
+		return fmt.Errorf("gateway teardown: %w", err)
+	}
+	// ovs-vswitchd rewrites the NIC's flags from its own copy when it lets the port go: wait for it before
+	// giving the NIC its ARP and IPv6 back.
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := nodeovs.WaitApplied(wctx, ovs); err != nil {
+		return fmt.Errorf("gateway teardown: %w", err)
+	}
+	err = cfg.HostNS.Do(func(ns.NetNS) error {
+		nic, err := netlink.LinkByName(cfg.Interface)
+		if err != nil {
+			return fmt.Errorf("uplink %s: %w", cfg.Interface, err)
+		}
+		if err := netlink.LinkSetARPOn(nic); err != nil {
+			return err
+		}
+		return podnet.SetIPv6(cfg.Interface, true)
+	})
+	if err != nil {
 		return fmt.Errorf("gateway teardown: %w", err)
 	}
 	return nodeovs.DeleteExternalIDs(ctx, ovs, KeyBridgeMappings)
