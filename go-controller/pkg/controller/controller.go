@@ -316,6 +316,8 @@ func (c *Controller) podChanged(old, cur any) bool {
 	if v, ok := c.ownWrites.LoadAndDelete(key); ok && v == n.Annotations[annotations.PodNetworks] &&
 		o.Annotations[annotations.RequestedIP] == n.Annotations[annotations.RequestedIP] &&
 		o.Annotations[annotations.RequestedMAC] == n.Annotations[annotations.RequestedMAC] {
+		// The pod's IP is now in the informer: named-port matches listing pod IPs can include it.
+		c.enqueueNamedPortPolicies(n)
 		return false
 	}
 	return true

@@ -71,6 +71,19 @@ func (r *peerRegistry) use(c *Controller, policyKey string, peers []policy.Peer)
 	return ops, released, nil
 }
 
+// newFor returns the keys of peers the policy starts to use.
+func (r *peerRegistry) newFor(policyKey string, peers []policy.Peer) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, p := range peers {
+		if !slices.Contains(r.byPolicy[policyKey], p.Key()) {
+			out = append(out, p.Key())
+		}
+	}
+	return out
+}
+
 // commit records that the policy now uses exactly peers.
 func (r *peerRegistry) commit(policyKey string, peers []policy.Peer) {
 	r.mu.Lock()
@@ -166,7 +179,7 @@ func (c *Controller) peerMembers(p policy.Peer) []string {
 	nsLabels := map[string]map[string]string{}
 	var out []string
 	for _, pod := range pods {
-		ip, ok := podIP(pod)
+		ip, ok := c.podIP(pod)
 		if !ok {
 			continue
 		}

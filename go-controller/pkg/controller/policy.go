@@ -110,7 +110,12 @@ func (c *Controller) syncPolicy(ctx context.Context, key string) error {
 	// Pod syncs read the groups and sets from the cache: wait until it has them, then register the peers and
 	// resync the selected pods that had no port yet (their own sync may have run before the group existed).
 	c.waitCached(ctx, np, peers)
+	newPeers := c.peers.newFor(key, peers)
 	c.peers.commit(key, peers)
+	// A new peer set was filled from the informers, which may lag the pods' own syncs: recompute it once more.
+	for _, k := range newPeers {
+		c.peerQ.AddAfter(k, 200*time.Millisecond)
+	}
 	if np != nil {
 		c.enqueuePortless(np)
 	}
@@ -399,7 +404,7 @@ func (c *Controller) namedPorts(np *networkingv1.NetworkPolicy) policy.NamedPort
 		}
 		pods, _ := c.pods.List(labels.Everything())
 		for _, p := range pods {
-			ip, ok := podIP(p)
+			ip, ok := c.podIP(p)
 			if !ok || !match(p) {
 				continue
 			}
@@ -422,16 +427,21 @@ func (c *Controller) namespaceLabels(ns string) map[string]string {
 	return nil
 }
 
-// podIP returns the IP kovn gave a networked pod.
-func podIP(p *corev1.Pod) (string, bool) {
+// podIP returns the IP kovn gave a networked pod: from its annotation, or from its port in NB when the
+// informer has not delivered the annotation yet.
+func (c *Controller) podIP(p *corev1.Pod) (string, bool) {
 	if !networked(p) {
 		return "", false
 	}
-	n, ok, err := annotations.ParsePodNetwork(p.Annotations)
-	if err != nil || !ok {
-		return "", false
+	if n, ok, err := annotations.ParsePodNetwork(p.Annotations); err == nil && ok {
+		return n.IPs[0].Addr().String(), true
 	}
-	return n.IPs[0].Addr().String(), true
+	if lsp, _ := nbops.Lookup(c.nb, &nbdb.LogicalSwitchPort{Name: topology.PodPort(p.Namespace, p.Name)}); lsp != nil {
+		if ips := lspIPs(lsp); len(ips) > 0 {
+			return ips[0], true
+		}
+	}
+	return "", false
 }
 
 // namespaceAdded, namespaceDeleted and namespaceChanged react to what a namespace's metadata means for
