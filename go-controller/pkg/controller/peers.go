@@ -37,7 +37,7 @@ func peerAddressSet(p policy.Peer, ips []string) *nbdb.AddressSet {
 
 // use returns the operations that create the address sets of peers the policy starts to use and delete those
 // of peers only it used and no longer does. The registry changes on commit.
-func (r *peerRegistry) use(c *Controller, policyKey string, peers []policy.Peer) ([]ovsdb.Operation, []string, error) {
+func (r *peerRegistry) use(c *Controller, policyKey string, peers []policy.Peer) ([]ovsdb.Operation, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var ops []ovsdb.Operation
@@ -50,11 +50,10 @@ func (r *peerRegistry) use(c *Controller, policyKey string, peers []policy.Peer)
 		as := peerAddressSet(p, c.peerMembers(p))
 		o, err := nbops.CreateOrUpdate(c.nb, as)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		ops = append(ops, o...)
 	}
-	var released []string
 	for _, k := range r.byPolicy[policyKey] {
 		if keys[k] {
 			continue
@@ -62,13 +61,12 @@ func (r *peerRegistry) use(c *Controller, policyKey string, peers []policy.Peer)
 		if refs := r.refs[k]; len(refs) == 1 && refs[policyKey] {
 			o, err := nbops.Delete(c.nb, &nbdb.AddressSet{Name: r.defs[k].AddressSetName()})
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			ops = append(ops, o...)
-			released = append(released, k)
 		}
 	}
-	return ops, released, nil
+	return ops, nil
 }
 
 // newFor returns the keys of peers the policy starts to use.
@@ -111,8 +109,6 @@ func (r *peerRegistry) commit(policyKey string, peers []policy.Peer) {
 		r.byPolicy[policyKey] = keys
 	}
 }
-
-func (r *peerRegistry) rollback(string, []string) {}
 
 // snapshot returns the registered peers.
 func (r *peerRegistry) snapshot() []policy.Peer {

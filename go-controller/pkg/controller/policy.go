@@ -93,7 +93,7 @@ func (c *Controller) syncPolicy(ctx context.Context, key string) error {
 		}
 		peers = t.Peers
 	}
-	peerOps, released, err := c.peers.use(c, key, peers)
+	peerOps, err := c.peers.use(c, key, peers)
 	if err != nil {
 		return fmt.Errorf("policy %s peers: %w", key, err)
 	}
@@ -104,8 +104,7 @@ func (c *Controller) syncPolicy(ctx context.Context, key string) error {
 	}
 	ops = append(ops, deny...)
 	if err := c.apply(ctx, "policy "+key, ops); err != nil {
-		c.peers.rollback(key, released)
-		return err
+		return err // the registry changes only on commit
 	}
 	// Pod syncs read the groups and sets from the cache: wait until it has them, then register the peers and
 	// resync the selected pods that had no port yet (their own sync may have run before the group existed).

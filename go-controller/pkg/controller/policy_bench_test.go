@@ -1,15 +1,11 @@
 package controller
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,7 +39,7 @@ import (
 func BenchmarkPolicyScale(b *testing.B) {
 	bin := os.Getenv("KOVN_BIN")
 	if bin == "" {
-		b.Skip("set KOVN_BIN to the kovn binary (make bench does)")
+		b.Fatal("set KOVN_BIN to the kovn binary (make bench does)")
 	}
 	g := newPolicyBench(envInt("KOVN_BENCH_NS", 100), envInt("KOVN_BENCH_POLICY_PODS", 10000), envInt("KOVN_BENCH_POLICIES", 1000),
 		envInt("KOVN_BENCH_POLICY_NODES", 20))
@@ -92,7 +88,7 @@ func BenchmarkPolicyScale(b *testing.B) {
 
 		start := time.Now()
 		// 500 pods per node: node subnets of /22 rather than the default /24.
-		pid := startPolicyController(b, e, bin, "--cluster-cidrs=10.244.0.0/16/22")
+		pid := startControllerProcess(b, e, bin, "--cluster-cidrs=10.244.0.0/16/22")
 		// Converged: every pod has its port and every policy's port group its pods. Should it stop short (no
 		// progress for a minute), the benchmark says what is missing and goes on from there.
 		wantPG := g.wantPortGroups()
@@ -178,33 +174,6 @@ func BenchmarkPolicyScale(b *testing.B) {
 			len(g.namespaces), len(g.pods), g.nodes, len(g.policies), coldSync.Round(time.Millisecond), txns, nACL, nAS, nPeerAS, nPG, rss/1024, incomplete, nWrong,
 			changes, percentile(lat, 50), percentile(lat, 99), avgRows, maxRows, txChanges)
 	}
-}
-
-// startPolicyController is startControllerProcess with extra flags.
-func startPolicyController(b *testing.B, e *env, bin string, args ...string) int {
-	kc := filepath.Join(b.TempDir(), "kubeconfig")
-	cfg := e.restConfig
-	kubeconfig := fmt.Sprintf("apiVersion: v1\nkind: Config\nclusters:\n- name: k\n  cluster: {server: %s, certificate-authority: %s}\nusers:\n- name: a\n  user: {token: %s}\ncontexts:\n- name: k\n  context: {cluster: k, user: a}\ncurrent-context: k\n",
-		cfg.Host, cfg.TLSClientConfig.CAFile, cfg.BearerToken)
-	if err := os.WriteFile(kc, []byte(kubeconfig), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, append([]string{"controller", "--kubeconfig=" + kc, "--nb-address=" + e.ovn.NBRemote,
-		"--leader-elect=false", "--kube-api-qps=1000", "--log-level=warn"}, args...)...)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		if b.Failed() {
-			b.Log(logs.String())
-		}
-	})
-	return cmd.Process.Pid
 }
 
 // ---- the generated cluster ----

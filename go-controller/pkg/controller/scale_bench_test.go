@@ -171,7 +171,7 @@ func parallel(n, workers int, f func(int) error) {
 	wg.Wait()
 }
 
-func startControllerProcess(b *testing.B, e *env, bin string) int {
+func startControllerProcess(b *testing.B, e *env, bin string, args ...string) int {
 	kc := filepath.Join(b.TempDir(), "kubeconfig")
 	cfg := e.restConfig
 	kubeconfig := fmt.Sprintf("apiVersion: v1\nkind: Config\nclusters:\n- name: k\n  cluster: {server: %s, certificate-authority: %s}\nusers:\n- name: a\n  user: {token: %s}\ncontexts:\n- name: k\n  context: {cluster: k, user: a}\ncurrent-context: k\n",
@@ -180,8 +180,8 @@ func startControllerProcess(b *testing.B, e *env, bin string) int {
 		b.Fatal(err)
 	}
 	var logs bytes.Buffer
-	cmd := exec.Command(bin, "controller", "--kubeconfig="+kc, "--nb-address="+e.ovn.NBRemote,
-		"--leader-elect=false", "--kube-api-qps=1000", "--log-level=warn")
+	cmd := exec.Command(bin, append([]string{"controller", "--kubeconfig=" + kc, "--nb-address=" + e.ovn.NBRemote,
+		"--leader-elect=false", "--kube-api-qps=1000", "--log-level=warn"}, args...)...)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

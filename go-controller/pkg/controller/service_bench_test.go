@@ -38,7 +38,7 @@ import (
 func BenchmarkServiceScale(b *testing.B) {
 	bin := os.Getenv("KOVN_BIN")
 	if bin == "" {
-		b.Skip("set KOVN_BIN to the kovn binary (make bench does)")
+		b.Fatal("set KOVN_BIN to the kovn binary (make bench does)")
 	}
 	nSvc, nEps := envInt("KOVN_BENCH_SERVICES", 5000), envInt("KOVN_BENCH_ENDPOINTS", 10)
 	const nodes, changes = 3, 50

@@ -192,7 +192,7 @@ func startOVN(t *testing.T) *ovntest.OVN {
 	}
 	for _, bin := range []string{"ovsdb-server", "ovsdb-tool", "ovn-northd", "ovn-trace"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s not installed", bin)
+			t.Fatalf("%s not installed: run `make deps` (make test does)", bin)
 		}
 	}
 	return ovntest.Start(t, ovntest.Options{Northd: true})

@@ -17,7 +17,6 @@ func TestBackends(t *testing.T) {
 		proto    corev1.Protocol
 		node     string
 		want     []string
-		bug      string
 	}{
 		{name: "no slices", portName: "http", proto: corev1.ProtocolTCP},
 		{
@@ -168,14 +167,8 @@ func TestBackends(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := Backends(tt.eps, tt.portName, tt.proto, tt.node)
-			ok := slices.Equal(got, tt.want)
-			switch {
-			case !ok && tt.bug != "":
-				t.Skipf("BUG: %s\ngot  %q\nwant %q", tt.bug, got, tt.want)
-			case !ok:
+			if !slices.Equal(got, tt.want) {
 				t.Errorf("Backends(%q, %s, node %q):\ngot  %q\nwant %q", tt.portName, tt.proto, tt.node, got, tt.want)
-			case tt.bug != "":
-				t.Errorf("passes now: remove the BUG mark %q", tt.bug)
 			}
 		})
 	}

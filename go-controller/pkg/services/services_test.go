@@ -290,8 +290,6 @@ func TestDesired(t *testing.T) {
 		eps   []*discoveryv1.EndpointSlice
 		nodes []Node // allNodes when nil
 		want  []LB
-		// bug, when set, names a known bug the case shows: it is skipped while it fails.
-		bug string
 	}
 	eps12 := []*discoveryv1.EndpointSlice{slice4("web-a", httpSlice,
 		readyEP("n1", "10.244.1.5"), readyEP("n2", "10.244.2.5"))}
@@ -832,13 +830,8 @@ func TestDesired(t *testing.T) {
 			}
 			got := Desired(tt.svc, tt.eps, nodes)
 			d := diffLBs(got, tt.want)
-			switch {
-			case d != "" && tt.bug != "":
-				t.Skipf("BUG: %s\n%s", tt.bug, d)
-			case d != "":
+			if d != "" {
 				t.Errorf("Desired:\n%s", d)
-			case tt.bug != "":
-				t.Errorf("passes now: remove the BUG mark %q", tt.bug)
 			}
 		})
 	}
