@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/ovn-kubernetes/libovsdb/client"
+	"github.com/ovn-kubernetes/libovsdb/model"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -19,6 +21,18 @@ import (
 	"github.com/kovn-io/kovn/ovsdb-models/nbdb"
 )
 
+// refRow looks up a row another row refers to. The tests read NB's cache while the controller writes, so the
+// row may be gone already (or not there yet): then it records a line no expectation holds, and the caller's wait
+// tries again.
+func refRow[T model.Model](nb client.Client, m T, lines *[]string) (T, bool) {
+	row, err := nbops.Lookup(nb, m)
+	if err != nil || reflect.ValueOf(row).IsNil() {
+		*lines = append(*lines, fmt.Sprintf("missing %T %v", m, err))
+		return row, false
+	}
+	return row, true
+}
+
 // gatewayDump renders the NB rows of a node's gateway (and the cluster router rows pointing at it) as sorted
 // lines, so a test can compare them exactly.
 func gatewayDump(nb client.Client, node string) string {
@@ -28,11 +42,17 @@ func gatewayDump(nb client.Client, node string) string {
 		lines = append(lines, fmt.Sprintf("router %s chassis=%s learn=%s dynamic=%s", gr.Name, gr.Options["chassis"],
 			gr.Options["always_learn_from_arp_request"], gr.Options["dynamic_neigh_routers"]))
 		for _, u := range gr.Ports {
-			p, _ := nbops.Lookup(nb, &nbdb.LogicalRouterPort{UUID: u})
+			p, ok := refRow(nb, &nbdb.LogicalRouterPort{UUID: u}, &lines)
+			if !ok {
+				continue
+			}
 			lines = append(lines, fmt.Sprintf("router port %s %s %v", p.Name, p.MAC, p.Networks))
 		}
 		for _, u := range gr.StaticRoutes {
-			r, _ := nbops.Lookup(nb, &nbdb.LogicalRouterStaticRoute{UUID: u})
+			r, ok := refRow(nb, &nbdb.LogicalRouterStaticRoute{UUID: u}, &lines)
+			if !ok {
+				continue
+			}
 			out := ""
 			if r.OutputPort != nil {
 				out = " dev " + *r.OutputPort
@@ -40,10 +60,16 @@ func gatewayDump(nb client.Client, node string) string {
 			lines = append(lines, fmt.Sprintf("gw route %s via %s%s", r.IPPrefix, r.Nexthop, out))
 		}
 		for _, u := range gr.Nat {
-			n, _ := nbops.Lookup(nb, &nbdb.NAT{UUID: u})
+			n, ok := refRow(nb, &nbdb.NAT{UUID: u}, &lines)
+			if !ok {
+				continue
+			}
 			exempt := ""
 			if n.ExemptedExtIPs != nil {
-				as, _ := nbops.Lookup(nb, &nbdb.AddressSet{UUID: *n.ExemptedExtIPs})
+				as, ok := refRow(nb, &nbdb.AddressSet{UUID: *n.ExemptedExtIPs}, &lines)
+				if !ok {
+					continue
+				}
 				exempt = fmt.Sprintf(" exempt %v", as.Addresses)
 			}
 			lines = append(lines, fmt.Sprintf("nat %s %s -> %s ports %q%s owner %s", n.Type, n.LogicalIP, n.ExternalIP,
@@ -52,19 +78,22 @@ func gatewayDump(nb client.Client, node string) string {
 	}
 	if sw, _ := nbops.Lookup(nb, &nbdb.LogicalSwitch{Name: topology.ExternalSwitch(node)}); sw != nil {
 		for _, u := range sw.Ports {
-			p, _ := nbops.Lookup(nb, &nbdb.LogicalSwitchPort{UUID: u})
+			p, ok := refRow(nb, &nbdb.LogicalSwitchPort{UUID: u}, &lines)
+			if !ok {
+				continue
+			}
 			lines = append(lines, fmt.Sprintf("external switch port %s type=%s %v %v", p.Name, p.Type, p.Addresses, p.Options))
 		}
 	}
-	join, _ := nbops.Lookup(nb, &nbdb.LogicalSwitch{Name: topology.JoinSwitch})
+	join, _ := nbops.Lookup(nb, &nbdb.LogicalSwitch{Name: topology.JoinSwitch}) // made at start, never removed
 	for _, u := range join.Ports {
-		if p, _ := nbops.Lookup(nb, &nbdb.LogicalSwitchPort{UUID: u}); p.ExternalIDs[topology.KeyNode] == node {
+		if p, ok := refRow(nb, &nbdb.LogicalSwitchPort{UUID: u}, &lines); ok && p.ExternalIDs[topology.KeyNode] == node {
 			lines = append(lines, fmt.Sprintf("join port %s -> %s", p.Name, p.Options["router-port"]))
 		}
 	}
-	cr, _ := nbops.Lookup(nb, &nbdb.LogicalRouter{Name: topology.ClusterRouter})
+	cr, _ := nbops.Lookup(nb, &nbdb.LogicalRouter{Name: topology.ClusterRouter}) // likewise
 	for _, u := range cr.StaticRoutes {
-		if r, _ := nbops.Lookup(nb, &nbdb.LogicalRouterStaticRoute{UUID: u}); r.ExternalIDs[topology.KeyNode] == node {
+		if r, ok := refRow(nb, &nbdb.LogicalRouterStaticRoute{UUID: u}, &lines); ok && r.ExternalIDs[topology.KeyNode] == node {
 			policy := "dst-ip"
 			if r.Policy != nil {
 				policy = *r.Policy
@@ -73,7 +102,7 @@ func gatewayDump(nb client.Client, node string) string {
 		}
 	}
 	for _, u := range cr.Policies {
-		if p, _ := nbops.Lookup(nb, &nbdb.LogicalRouterPolicy{UUID: u}); p.ExternalIDs[topology.KeyNode] == node {
+		if p, ok := refRow(nb, &nbdb.LogicalRouterPolicy{UUID: u}, &lines); ok && p.ExternalIDs[topology.KeyNode] == node {
 			lines = append(lines, fmt.Sprintf("cluster policy %d %s %s %v", p.Priority, p.Match, p.Action, p.Nexthops))
 		}
 	}
