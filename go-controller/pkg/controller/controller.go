@@ -151,6 +151,10 @@ func New(cfg Config) (*Controller, error) {
 		}
 		c.podsSynced = append(c.podsSynced, inf.HasSynced)
 	}
+	if _, err := svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: c.serviceAdded,
+		UpdateFunc: c.serviceUpdated}); err != nil {
+		return nil, fmt.Errorf("add event handler: %w", err)
+	}
 	if _, err := nsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: c.namespaceAdded,
 		UpdateFunc: c.namespaceChanged, DeleteFunc: c.namespaceDeleted}); err != nil {
 		return nil, fmt.Errorf("add event handler: %w", err)

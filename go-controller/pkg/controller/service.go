@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/ovn-kubernetes/libovsdb/ovsdb"
@@ -104,6 +105,29 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 	}
 	c.svcLBs.set(key, ids)
 	return nil
+}
+
+// serviceAdded tells, with a Warning Event, what of a new (or, at start, existing) service kovn does not honour.
+func (c *Controller) serviceAdded(obj any) {
+	if svc, ok := obj.(*corev1.Service); ok {
+		c.warnService(svc)
+	}
+}
+
+// serviceUpdated warns again only when what is not honoured changed, not on every update.
+func (c *Controller) serviceUpdated(old, cur any) {
+	o, ok1 := old.(*corev1.Service)
+	n, ok2 := cur.(*corev1.Service)
+	if ok1 && ok2 && !slices.Equal(services.Warnings(o), services.Warnings(n)) {
+		c.warnService(n)
+	}
+}
+
+func (c *Controller) warnService(svc *corev1.Service) {
+	for _, w := range services.Warnings(svc) {
+		c.warn(&corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: svc.Namespace, Name: svc.Name,
+			UID: svc.UID}, "ServiceNotFullyHonoured", w)
+	}
 }
 
 // serviceNodes lists the nodes whose switch exists in NB, with their node IP when their gateway router exists.

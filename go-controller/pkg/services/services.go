@@ -12,7 +12,7 @@
 //   - Endpoints: ready ones; when none is ready, the serving-and-terminating ones. No endpoint: the VIP rejects
 //     (TCP reset / ICMP unreachable), never a black hole.
 //   - sessionAffinity ClientIP: the backend is chosen by a hash of the client IP (selection_fields ip_src); the
-//     affinity timeout is not enforced (see newLB).
+//     affinity timeout is not enforced (see newLB), and Warnings says so for an Event on the Service.
 package services
 
 import (
@@ -148,8 +148,10 @@ func newLB(svc *corev1.Service, proto corev1.Protocol, kind, node, suffix string
 		Options: map[string]string{"reject": "true", "event": "false"}}
 	if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
 		// The backend is chosen by a hash of the client IP: a client stays on its backend as long as the
-		// backends do not change. OVN 23.03's affinity_timeout drops every new client's first connection
-		// (ovn-kubernetes #4066), so the timeout is not used.
+		// backends do not change. OVN 23.03's affinity_timeout is not used: its learned affinity flow matches
+		// the service VIP, but once the first packet has been dropped (by design) and committed to conntrack,
+		// the retransmissions arrive already translated to the backend, miss the flow and are dropped again
+		// until the conntrack entry expires; through a gateway router the first connection is reset.
 		lb.SelectionFields = []string{"ip_src"}
 	}
 	return lb
@@ -276,4 +278,18 @@ func IDs(lbs []LB) []string {
 	}
 	slices.Sort(ids)
 	return ids
+}
+
+// Warnings lists, for a Warning Event on the Service, what of svc kovn does not honour.
+func Warnings(svc *corev1.Service) []string {
+	if svc.Spec.SessionAffinity != corev1.ServiceAffinityClientIP {
+		return nil
+	}
+	timeout := int32(corev1.DefaultClientIPServiceAffinitySeconds)
+	if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+		timeout = *c.ClientIP.TimeoutSeconds
+	}
+	return []string{fmt.Sprintf("sessionAffinity ClientIP: each client IP stays on one backend for as long as the "+
+		"backends do not change; the %d s timeout is not enforced (OVN 23.03's affinity timeout breaks every new "+
+		"client's first connection)", timeout)}
 }
