@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -31,6 +32,7 @@ type controllerOptions struct {
 	kubeconfig     string
 	nbAddress      string
 	podWorkers     int
+	pprof          bool
 	aclLogRate     int
 	kubeQPS        float32
 	leaderElect    bool
@@ -63,6 +65,7 @@ func newControllerCommand() *cobra.Command {
 	fs.StringVar(&o.leaseNamespace, "lease-namespace", "kube-system", "namespace of the leader-election Lease")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.metricsAddress, "metrics-address", ":9475", "address for /metrics and /healthz (empty: off)")
+	fs.BoolVar(&o.pprof, "pprof", false, "also serve Go profiles at /debug/pprof/ on the metrics address")
 	return cmd
 }
 
@@ -91,7 +94,7 @@ func runController(ctx context.Context, o controllerOptions, cluster config.Clus
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if o.metricsAddress != "" {
-		go serveMetrics(ctx, o.metricsAddress, reg, log)
+		go serveMetrics(ctx, o.metricsAddress, reg, o.pprof, log)
 	}
 	run := func(ctx context.Context) error {
 		nb, err := ovndb.ConnectNB(ctx, ovndb.Config{Address: o.nbAddress, Reconnect: true, Logger: log})
@@ -122,8 +125,13 @@ func runController(ctx context.Context, o controllerOptions, cluster config.Clus
 	return err
 }
 
-func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) {
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, profiles bool, log *slog.Logger) {
 	mux := http.NewServeMux()
+	if profiles {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}

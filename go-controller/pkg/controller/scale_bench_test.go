@@ -37,7 +37,7 @@ import (
 func BenchmarkControllerScale(b *testing.B) {
 	bin := os.Getenv("KOVN_BIN")
 	if bin == "" {
-		b.Skip("set KOVN_BIN to the kovn binary (make bench does)")
+		b.Fatal("set KOVN_BIN to the kovn binary (make bench does)")
 	}
 	nodes, pods, steady := envInt("KOVN_BENCH_NODES", 100), envInt("KOVN_BENCH_PODS", 10000), envInt("KOVN_BENCH_STEADY_PODS", 500)
 	for b.Loop() {
@@ -179,6 +179,8 @@ func startControllerProcess(b *testing.B, e *env, bin string, args ...string) in
 	if err := os.WriteFile(kc, []byte(kubeconfig), 0o600); err != nil {
 		b.Fatal(err)
 	}
+	// KOVN_BENCH_ARGS adds controller flags, e.g. --pprof to take a profile of a benchmark run.
+	args = append(args, strings.Fields(os.Getenv("KOVN_BENCH_ARGS"))...)
 	var logs bytes.Buffer
 	cmd := exec.Command(bin, append([]string{"controller", "--kubeconfig=" + kc, "--nb-address=" + e.ovn.NBRemote,
 		"--leader-elect=false", "--kube-api-qps=1000", "--log-level=warn"}, args...)...)
