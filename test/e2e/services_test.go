@@ -291,6 +291,15 @@ func TestSessionAffinityPinsAClientAndHairpinWorks(t *testing.T) {
 			t.Errorf("%s with ClientIP affinity answered by %v, want one backend", c.key(), got)
 		}
 	}
+	// The timeout is not enforced, and the Service says so.
+	eventually(t, "ServiceNotFullyHonoured Event on the service", 30*time.Second, func() (bool, string) {
+		list, err := kube.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{
+			FieldSelector: "involvedObject.name=be,reason=ServiceNotFullyHonoured"})
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(list.Items) == 1 && strings.Contains(list.Items[0].Message, "timeout is not enforced"), fmt.Sprint(list.Items)
+	})
 	// Hairpin: a backend reaching its own service through the VIP, answered by itself, sees the VIP as client.
 	solo := createService(t, ns, "solo", "solo")
 	backendPod(t, ns, "solo", "node1", "solo", 80)
