@@ -214,6 +214,13 @@ func TestNodePortExternalIPAndLoadBalancerFromOutside(t *testing.T) {
 		eventuallyAnswerers(t, "external", "tcp", fmt.Sprintf("%s:%d", n.IP, tcpNP), all)
 		eventuallyAnswerers(t, "external", "udp", fmt.Sprintf("%s:%d", n.IP, udpNP), all)
 	}
+	// Every node's host reaches its own NodePorts (hostnat: no packet leaves the host) and another node's.
+	for i, n := range state.Nodes {
+		other := state.Nodes[(i+1)%len(state.Nodes)]
+		eventuallyAnswerers(t, "node:"+n.Name, "tcp", fmt.Sprintf("%s:%d", n.IP, tcpNP), all)
+		eventuallyAnswerers(t, "node:"+n.Name, "udp", fmt.Sprintf("%s:%d", n.IP, udpNP), all)
+		eventuallyAnswerers(t, "node:"+n.Name, "tcp", fmt.Sprintf("%s:%d", other.IP, tcpNP), all)
+	}
 	routeVia(t, extIP, nodeIP("node2"))
 	routeVia(t, lbIP, nodeIP("node3"))
 	eventuallyAnswerers(t, "external", "tcp", extIP+":8080", all)

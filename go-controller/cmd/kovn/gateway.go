@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kovn-io/kovn/go-controller/pkg/gateway"
+	"github.com/kovn-io/kovn/go-controller/pkg/hostnat"
 	"github.com/kovn-io/kovn/go-controller/pkg/nodeagent"
 	"github.com/kovn-io/kovn/go-controller/pkg/ovndb"
 )
@@ -54,7 +55,7 @@ func (f *gatewayFlags) apply(cfg *nodeagent.Config) error {
 }
 
 // newNodeTeardownCommand undoes what the agent did to the node's uplink: the node IP and routes go back to
-// the NIC and the external bridge is deleted.
+// the NIC, the external bridge is deleted, and so is the host's NodePort table.
 func newNodeTeardownCommand() *cobra.Command {
 	var (
 		f         gatewayFlags
@@ -63,7 +64,7 @@ func newNodeTeardownCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "teardown",
-		Short: "give the node IP back to the uplink NIC and delete the external bridge",
+		Short: "give the node IP back to the uplink NIC, delete the external bridge and the host's NodePort table",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			gc, err := f.config()
 			if err != nil {
@@ -80,7 +81,10 @@ func newNodeTeardownCommand() *cobra.Command {
 				return err
 			}
 			defer ovs.Close()
-			return gateway.Teardown(ctx, ovs, *gc)
+			if err := gateway.Teardown(ctx, ovs, *gc); err != nil {
+				return err
+			}
+			return hostnat.Remove(int(gc.HostNS.Fd()))
 		},
 	}
 	fs := cmd.Flags()

@@ -134,8 +134,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if gw != nil {
 		goRun(func(ctx context.Context) error { return gw.RunFlows(ctx, 2*time.Second) })
 		goRun(func(ctx context.Context) error { return a.publishGateway(ctx, gw.Info()) })
-		goRun(func(ctx context.Context) error { return a.runServiceSteering(ctx, gw) })
 	}
+	goRun(func(ctx context.Context) error { return a.runServices(ctx, gw, 30*time.Second) })
 	if cfg.MetricsAddress != "" {
 		goRun(a.serveMetrics)
 	}

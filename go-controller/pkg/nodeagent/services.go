@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"context"
 	"net/netip"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -10,12 +11,18 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kovn-io/kovn/go-controller/pkg/gateway"
+	"github.com/kovn-io/kovn/go-controller/pkg/hostnat"
 	"github.com/kovn-io/kovn/go-controller/pkg/openflow"
 )
 
-// runServiceSteering watches Services and tells the gateway which NodePorts and external IPs arriving on the
-// node's NIC belong to its gateway router.
-func (a *Agent) runServiceSteering(ctx context.Context, gw *gateway.Gateway) error {
+// runServices watches Services. The gateway, when the node has one, steers their NodePorts and external IPs
+// arriving on the NIC to the gateway router; hostnat serves their NodePorts to the node's own host. The host's
+// table is checked every resync period and rewritten when someone flushed it.
+func (a *Agent) runServices(ctx context.Context, gw *gateway.Gateway, resync time.Duration) error {
+	nat, err := hostnat.Open(int(a.hostNS.Fd()), a.cfg.ManagementPort)
+	if err != nil {
+		return err
+	}
 	f := informers.NewSharedInformerFactory(a.cfg.Kube, 0)
 	inf := f.Core().V1().Services()
 	lister := inf.Lister()
@@ -33,20 +40,38 @@ func (a *Agent) runServiceSteering(ctx context.Context, gw *gateway.Gateway) err
 	}
 	f.Start(ctx.Done())
 	defer f.Shutdown()
+	tick := time.NewTicker(resync)
+	defer tick.Stop()
+	var rules []hostnat.Rule
+	synced := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-changed:
+			synced = false
+		case <-tick.C:
+			if err := nat.Check(rules); err != nil && synced {
+				a.log.Warn("host NodePort table changed behind kovn's back; rewriting it", "err", err)
+				synced = false
+			}
 		}
 		if !inf.Informer().HasSynced() {
 			cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced)
 		}
 		list, err := lister.List(labels.Everything())
-		if err != nil {
+		if err != nil || synced {
 			continue
 		}
-		gw.SetServiceTargets(ServiceTargets(list))
+		if gw != nil {
+			gw.SetServiceTargets(ServiceTargets(list))
+		}
+		rules = HostNodePorts(list)
+		if err := nat.Sync(rules); err != nil {
+			a.log.Error("serving NodePorts to the host failed; retrying", "err", err, "rules", len(rules))
+			continue
+		}
+		synced = true
 	}
 }
 
@@ -75,4 +100,24 @@ func ServiceTargets(list []*corev1.Service) gateway.ServiceTargets {
 		}
 	}
 	return t
+}
+
+// HostNodePorts returns a host NAT rule for every TCP and UDP NodePort: to the service's IPv4 ClusterIP and port.
+func HostNodePorts(list []*corev1.Service) []hostnat.Rule {
+	var out []hostnat.Rule
+	for _, s := range list {
+		ip, err := netip.ParseAddr(s.Spec.ClusterIP)
+		if err != nil || !ip.Is4() || s.Spec.Type == corev1.ServiceTypeExternalName {
+			continue
+		}
+		for _, p := range s.Spec.Ports {
+			proto := map[corev1.Protocol]hostnat.Proto{corev1.ProtocolTCP: hostnat.TCP, "": hostnat.TCP,
+				corev1.ProtocolUDP: hostnat.UDP}[p.Protocol]
+			if p.NodePort > 0 && p.NodePort <= 65535 && p.Port > 0 && p.Port <= 65535 && proto != 0 {
+				out = append(out, hostnat.Rule{Proto: proto, NodePort: uint16(p.NodePort),
+					Target: netip.AddrPortFrom(ip, uint16(p.Port))})
+			}
+		}
+	}
+	return out
 }
