@@ -46,8 +46,9 @@ type Kubelet struct {
 	q    workqueue.TypedRateLimitingInterface[string]
 	inf  cache.SharedIndexInformer
 
-	mu   sync.Mutex
-	pods map[string]*running // by namespace/name
+	mu     sync.Mutex
+	pods   map[string]*running // by namespace/name
+	saveMu sync.Mutex          // one save of pods at a time
 }
 
 // running is a pod this kubelet has started.

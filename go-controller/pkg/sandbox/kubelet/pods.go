@@ -153,11 +153,19 @@ func (k *Kubelet) updateRunning(ctx context.Context, pod *corev1.Pod, ip string)
 	return err
 }
 
+// save writes the pod records for `kovn sandbox exec/probe` and the e2e suite, which read them at any moment: to a
+// temporary file renamed over the old one, so a reader never sees a half-written file, and one save at a time,
+// so an older snapshot never lands after a newer one.
 func (k *Kubelet) save() {
+	k.saveMu.Lock()
+	defer k.saveMu.Unlock()
 	k.mu.Lock()
 	data, _ := json.MarshalIndent(k.pods, "", "  ")
 	k.mu.Unlock()
-	_ = os.WriteFile(k.statePath(), data, 0o600)
+	tmp := k.statePath() + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err == nil {
+		_ = os.Rename(tmp, k.statePath())
+	}
 }
 
 func (k *Kubelet) load() {
