@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os/exec"
 	"slices"
 	"strings"
@@ -238,7 +241,7 @@ func TestExternalTrafficPolicyLocalKeepsTheClientIP(t *testing.T) {
 	backendPod(t, ns, "be-1", "node1", "be", 80)
 	backendPod(t, ns, "be-2", "node2", "be", 80)
 	svc := createService(t, ns, "be", "be", func(s *corev1.Service) {
-		s.Spec.Type = corev1.ServiceTypeNodePort
+		s.Spec.Type = corev1.ServiceTypeLoadBalancer // NodePorts, and a health-check node port
 		s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
 	})
 	waitEndpoints(t, ns, "be", 2)
@@ -258,6 +261,59 @@ func TestExternalTrafficPolicyLocalKeepsTheClientIP(t *testing.T) {
 	if _, err := probeFrom("external", "tcp", fmt.Sprintf("%s:%d", nodeIP("node3"), np)); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("node3 without local endpoints: %v, want connection refused", err)
 	}
+	// The health-check node port tells a load balancer which nodes to use, as kube-proxy's does; it follows the
+	// endpoints.
+	hc := svc.Spec.HealthCheckNodePort
+	if hc == 0 {
+		t.Fatal("no health-check node port allocated")
+	}
+	wantHealth := func(node string, code, local int) {
+		addr := fmt.Sprintf("%s:%d", nodeIP(node), hc)
+		eventually(t, fmt.Sprintf("health check %s answers %d with %d local endpoints", addr, code, local), 30*time.Second,
+			func() (bool, string) {
+				gotCode, gotLocal, err := healthCheck(addr)
+				return err == nil && gotCode == code && gotLocal == local, fmt.Sprintf("%d, %d local endpoints, %v", gotCode, gotLocal, err)
+			})
+	}
+	wantHealth("node1", 200, 1)
+	wantHealth("node2", 200, 1)
+	wantHealth("node3", 503, 0)
+	if err := kube.CoreV1().Pods(ns).Delete(context.Background(), "be-2", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wantHealth("node2", 503, 0)
+	wantHealth("node1", 200, 1)
+}
+
+// healthCheck asks a health-check node port, from the external host, as a load balancer does: it returns the
+// HTTP status and the number of local endpoints the answer reports.
+func healthCheck(addr string) (int, int, error) {
+	netns, err := sandbox.PodNetns(stateDir, "external")
+	if err != nil {
+		return 0, 0, err
+	}
+	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
+		var c net.Conn
+		err := ns.WithNetNSPath(netns, func(ns.NetNS) error {
+			var derr error
+			c, derr = (&net.Dialer{Timeout: 3 * time.Second}).DialContext(ctx, network, a)
+			return derr
+		})
+		return c, err
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
+	resp, err := client.Get("http://" + addr + "/")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	var b struct {
+		LocalEndpoints int `json:"localEndpoints"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
+		return resp.StatusCode, 0, fmt.Errorf("body: %w", err)
+	}
+	return resp.StatusCode, b.LocalEndpoints, nil
 }
 
 func TestInternalTrafficPolicyLocalUsesOnlyTheNodesEndpoints(t *testing.T) {

@@ -2,77 +2,111 @@ package nodeagent
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/netip"
 	"time"
 
+	"github.com/containernetworking/plugins/pkg/ns"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kovn-io/kovn/go-controller/pkg/gateway"
+	"github.com/kovn-io/kovn/go-controller/pkg/healthcheck"
 	"github.com/kovn-io/kovn/go-controller/pkg/hostnat"
 	"github.com/kovn-io/kovn/go-controller/pkg/openflow"
 )
 
-// runServices watches Services. The gateway, when the node has one, steers their NodePorts and external IPs
-// arriving on the NIC to the gateway router; hostnat serves their NodePorts to the node's own host. The host's
-// table is checked every resync period and rewritten when someone flushed it.
+// runServices watches Services and EndpointSlices. The gateway, when the node has one, steers the NodePorts and
+// external IPs arriving on the NIC to the gateway router; hostnat serves the NodePorts to the node's own host;
+// healthcheck serves the health-check node ports of externalTrafficPolicy Local load balancers. The host's
+// NAT table is checked every resync period and rewritten when someone flushed it.
 func (a *Agent) runServices(ctx context.Context, gw *gateway.Gateway, resync time.Duration) error {
 	nat, err := hostnat.Open(int(a.hostNS.Fd()), a.cfg.ManagementPort)
 	if err != nil {
 		return err
 	}
+	health := healthcheck.NewServer(a.listenHost, a.log)
+	defer health.Close()
 	f := informers.NewSharedInformerFactory(a.cfg.Kube, 0)
-	inf := f.Core().V1().Services()
-	lister := inf.Lister()
-	changed := make(chan struct{}, 1)
-	poke := func(any) {
-		select {
-		case changed <- struct{}{}:
-		default:
+	svcInf, sliceInf := f.Core().V1().Services(), f.Discovery().V1().EndpointSlices()
+	svcChanged, sliceChanged := make(chan struct{}, 1), make(chan struct{}, 1)
+	for inf, ch := range map[cache.SharedIndexInformer]chan struct{}{svcInf.Informer(): svcChanged, sliceInf.Informer(): sliceChanged} {
+		poke := func(any) {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
 		}
-	}
-	if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: poke, UpdateFunc: func(_, cur any) { poke(cur) }, DeleteFunc: poke,
-	}); err != nil {
-		return err
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: poke, UpdateFunc: func(_, cur any) { poke(cur) }, DeleteFunc: poke,
+		}); err != nil {
+			return err
+		}
 	}
 	f.Start(ctx.Done())
 	defer f.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced) {
+		return nil
+	}
 	tick := time.NewTicker(resync)
 	defer tick.Stop()
 	var rules []hostnat.Rule
-	synced := false
+	natSynced, healthSynced := false, false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-changed:
-			synced = false
+		case <-svcChanged:
+			natSynced, healthSynced = false, false
+		case <-sliceChanged:
+			healthSynced = false
 		case <-tick.C:
-			if err := nat.Check(rules); err != nil && synced {
+			if err := nat.Check(rules); err != nil && natSynced {
 				a.log.Warn("host NodePort table changed behind kovn's back; rewriting it", "err", err)
-				synced = false
+				natSynced = false
 			}
 		}
-		if !inf.Informer().HasSynced() {
-			cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced)
-		}
-		list, err := lister.List(labels.Everything())
-		if err != nil || synced {
+		services, err := svcInf.Lister().List(labels.Everything())
+		if err != nil {
 			continue
 		}
-		if gw != nil {
-			gw.SetServiceTargets(ServiceTargets(list))
+		if !natSynced {
+			if gw != nil {
+				gw.SetServiceTargets(ServiceTargets(services))
+			}
+			rules = HostNodePorts(services)
+			if err := nat.Sync(rules); err != nil {
+				a.log.Error("serving NodePorts to the host failed; retrying", "err", err, "rules", len(rules))
+			} else {
+				natSynced = true
+			}
 		}
-		rules = HostNodePorts(list)
-		if err := nat.Sync(rules); err != nil {
-			a.log.Error("serving NodePorts to the host failed; retrying", "err", err, "rules", len(rules))
-			continue
+		if !healthSynced {
+			slices, err := sliceInf.Lister().List(labels.Everything())
+			if err != nil {
+				continue
+			}
+			if err := health.Sync(healthcheck.Desired(services, slices, a.cfg.NodeName)); err != nil {
+				a.log.Error("serving service health checks failed; retrying", "err", err)
+			} else {
+				healthSynced = true
+			}
 		}
-		synced = true
 	}
+}
+
+// listenHost opens a TCP listener on every address of the node's host network namespace.
+func (a *Agent) listenHost(port uint16) (net.Listener, error) {
+	var ln net.Listener
+	err := a.hostNS.Do(func(ns.NetNS) error {
+		var err error
+		ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port))
+		return err
+	})
+	return ln, err
 }
 
 // ServiceTargets returns the NodePorts (TCP and UDP) and external IPs of the services.
