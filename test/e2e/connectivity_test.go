@@ -155,7 +155,8 @@ func TestMetricsAreServed(t *testing.T) {
 	waitRunning(t, "e2e-metrics", "m")
 	for url, want := range map[string][]string{
 		"http://127.0.0.1:9475/metrics": {`kovn_controller_nb_transactions_total{result="ok"}`, `kovn_controller_reconcile_duration_seconds_count{kind="pod",result="ok"}`},
-		"http://127.0.0.1:9476/metrics": {`kovn_cni_request_duration_seconds_count{command="ADD",result="ok"}`, "kovn_cni_ovn_installed_wait_seconds_count"},
+		"http://127.0.0.1:9476/metrics": {`kovn_cni_request_duration_seconds_count{command="ADD",result="ok"}`, "kovn_cni_ovn_installed_wait_seconds_count",
+			"kovn_node_host_nodeport_rules", "kovn_node_healthcheck_ports"},
 	} {
 		resp, err := http.Get(url)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
@@ -30,6 +31,7 @@ func (a *Agent) runServices(ctx context.Context, gw *gateway.Gateway, resync tim
 	}
 	health := healthcheck.NewServer(a.listenHost, a.log)
 	defer health.Close()
+	m := newServiceMetrics(a.reg)
 	f := informers.NewSharedInformerFactory(a.cfg.Kube, 0)
 	svcInf, sliceInf := f.Core().V1().Services(), f.Discovery().V1().EndpointSlices()
 	svcChanged, sliceChanged := make(chan struct{}, 1), make(chan struct{}, 1)
@@ -79,9 +81,11 @@ func (a *Agent) runServices(ctx context.Context, gw *gateway.Gateway, resync tim
 			}
 			rules = HostNodePorts(services)
 			if err := nat.Sync(rules); err != nil {
+				m.errors.WithLabelValues("hostnat").Inc()
 				a.log.Error("serving NodePorts to the host failed; retrying", "err", err, "rules", len(rules))
 			} else {
 				natSynced = true
+				m.nodePorts.Set(float64(len(rules)))
 			}
 		}
 		if !healthSynced {
@@ -90,12 +94,32 @@ func (a *Agent) runServices(ctx context.Context, gw *gateway.Gateway, resync tim
 				continue
 			}
 			if err := health.Sync(healthcheck.Desired(services, slices, a.cfg.NodeName)); err != nil {
+				m.errors.WithLabelValues("healthcheck").Inc()
 				a.log.Error("serving service health checks failed; retrying", "err", err)
 			} else {
 				healthSynced = true
 			}
+			m.healthPorts.Set(float64(len(health.Ports())))
 		}
 	}
+}
+
+type serviceMetrics struct {
+	nodePorts, healthPorts prometheus.Gauge
+	errors                 *prometheus.CounterVec
+}
+
+func newServiceMetrics(reg prometheus.Registerer) serviceMetrics {
+	m := serviceMetrics{
+		nodePorts: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "kovn", Subsystem: "node", Name: "host_nodeport_rules",
+			Help: "NodePort rules in the host's nftables table (the node's own host reaching its NodePorts)"}),
+		healthPorts: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "kovn", Subsystem: "node", Name: "healthcheck_ports",
+			Help: "health-check node ports served for externalTrafficPolicy Local load balancers"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "kovn", Subsystem: "node", Name: "service_sync_errors_total",
+			Help: "failed attempts to apply Services on the node"}, []string{"what"}),
+	}
+	reg.MustRegister(m.nodePorts, m.healthPorts, m.errors)
+	return m
 }
 
 // listenHost opens a TCP listener on every address of the node's host network namespace.
