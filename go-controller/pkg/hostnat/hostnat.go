@@ -10,6 +10,7 @@
 package hostnat
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -59,7 +60,9 @@ type Rule struct {
 	Target   netip.AddrPort // the service's ClusterIP and port
 }
 
-// Table is kovn's table in one network namespace.
+// Table is kovn's table in one network namespace: chain "nodeports" (output hook) with one rule per protocol
+// that looks the destination port up in that protocol's map (port -> ClusterIP . port) and DNATs to the result,
+// and chain "masquerade" (postrouting).
 type Table struct {
 	conn *nftables.Conn
 	mgmt string // the management port's interface name
@@ -78,50 +81,136 @@ func Open(netnsFD int, mgmtIface string) (*Table, error) {
 	return &Table{conn: conn, mgmt: mgmtIface}, nil
 }
 
-func (t *Table) table() *nftables.Table {
+func table() *nftables.Table {
 	return &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}
 }
 
-// Sync replaces the table with one holding exactly rules, in one netlink batch: the kernel applies all of it or
-// none, and connections already translated keep their translation.
+// nodePortMap is the map of one protocol's NodePorts: port -> ClusterIP . port.
+func nodePortMap(p Proto) *nftables.Set {
+	return &nftables.Set{Table: table(), Name: "nodeports_" + p.String(), IsMap: true, KeyType: nftables.TypeInetService,
+		DataType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)}
+}
+
+// maxElementsPerBatch keeps one netlink batch well under the socket's send buffer.
+const maxElementsPerBatch = 500
+
+// Sync makes the table hold exactly rules. The chains and their rules are written in one netlink batch; the
+// maps are then changed element by element (removals and additions in batches of at most
+// maxElementsPerBatch), so that a NodePort that stays is never missing, whatever the number of NodePorts.
+// Connections already translated keep their translation.
 func (t *Table) Sync(rules []Rule) error {
 	for _, r := range rules {
 		if err := r.validate(); err != nil {
 			return fmt.Errorf("hostnat: %w", err)
 		}
 	}
-	tbl := t.table()
-	t.conn.AddTable(tbl) // so that the deletion below cannot fail for a missing table
-	t.conn.DelTable(tbl)
-	t.conn.AddTable(tbl)
-	out := t.conn.AddChain(&nftables.Chain{Name: chainNodePorts, Table: tbl, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest})
-	post := t.conn.AddChain(&nftables.Chain{Name: chainMasquerade, Table: tbl, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
-	for _, r := range sorted(rules) {
-		t.conn.AddRule(&nftables.Rule{Table: tbl, Chain: out, Exprs: r.exprs(), UserData: []byte(r.String())})
+	if err := t.writeChains(); err != nil {
+		return err
 	}
-	t.conn.AddRule(&nftables.Rule{Table: tbl, Chain: post, Exprs: masqueradeExprs(t.mgmt)})
-	if err := t.conn.Flush(); err != nil {
-		return fmt.Errorf("hostnat: write table %s (%d rules): %w", TableName, len(rules), err)
+	for _, p := range []Proto{TCP, UDP} {
+		set := nodePortMap(p)
+		add, del, err := t.diff(set, rules, p)
+		if err != nil {
+			return err
+		}
+		for chunk := range slices.Chunk(del, maxElementsPerBatch) {
+			if err := t.conn.SetDeleteElements(set, chunk); err != nil {
+				return fmt.Errorf("hostnat: map %s: %w", set.Name, err)
+			}
+			if err := t.conn.Flush(); err != nil {
+				return fmt.Errorf("hostnat: remove %d elements from map %s: %w", len(chunk), set.Name, err)
+			}
+		}
+		for chunk := range slices.Chunk(add, maxElementsPerBatch) {
+			if err := t.conn.SetAddElements(set, chunk); err != nil {
+				return fmt.Errorf("hostnat: map %s: %w", set.Name, err)
+			}
+			if err := t.conn.Flush(); err != nil {
+				return fmt.Errorf("hostnat: add %d elements to map %s: %w", len(chunk), set.Name, err)
+			}
+		}
 	}
 	return nil
 }
 
-// Check reports whether the table still holds len(rules) NodePort rules and its masquerade rule, so that a
+// writeChains creates the table, maps and chains when missing and replaces the chains' rules, in one batch.
+func (t *Table) writeChains() error {
+	tbl := t.conn.AddTable(table())
+	out := t.conn.AddChain(&nftables.Chain{Name: chainNodePorts, Table: tbl, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest})
+	post := t.conn.AddChain(&nftables.Chain{Name: chainMasquerade, Table: tbl, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
+	t.conn.FlushChain(out)
+	t.conn.FlushChain(post)
+	for _, p := range []Proto{TCP, UDP} {
+		set := nodePortMap(p)
+		if err := t.conn.AddSet(set, nil); err != nil {
+			return fmt.Errorf("hostnat: map %s: %w", set.Name, err)
+		}
+		t.conn.AddRule(&nftables.Rule{Table: tbl, Chain: out, Exprs: nodePortExprs(p, set)})
+	}
+	t.conn.AddRule(&nftables.Rule{Table: tbl, Chain: post, Exprs: masqueradeExprs(t.mgmt)})
+	if err := t.conn.Flush(); err != nil {
+		return fmt.Errorf("hostnat: write table %s: %w", TableName, err)
+	}
+	return nil
+}
+
+// diff returns the elements of proto's map to add and to delete so that it holds exactly rules' ones.
+func (t *Table) diff(set *nftables.Set, rules []Rule, proto Proto) (add, del []nftables.SetElement, err error) {
+	want := map[string]nftables.SetElement{}
+	for _, r := range sorted(rules) {
+		if r.Proto == proto {
+			e := r.element()
+			want[string(e.Key)] = e
+		}
+	}
+	have, err := t.conn.GetSetElements(set)
+	if err != nil {
+		return nil, nil, fmt.Errorf("hostnat: read map %s: %w", set.Name, err)
+	}
+	for _, e := range have {
+		w, ok := want[string(e.Key)]
+		switch {
+		case !ok:
+			del = append(del, nftables.SetElement{Key: e.Key})
+		case !bytes.Equal(w.Val, e.Val): // the port now leads elsewhere: replace it
+			del = append(del, nftables.SetElement{Key: e.Key})
+		default:
+			delete(want, string(e.Key))
+		}
+	}
+	for _, e := range want {
+		add = append(add, e)
+	}
+	slices.SortFunc(add, func(a, b nftables.SetElement) int { return bytes.Compare(a.Key, b.Key) })
+	return add, del, nil
+}
+
+// Check reports what differs between the table and rules (a rule, a map element missing or extra), so that a
 // caller can put back what an operator flushed.
 func (t *Table) Check(rules []Rule) error {
-	tbl := t.table()
+	tbl := table()
 	for _, c := range []struct {
 		name string
 		want int
-	}{{chainNodePorts, len(rules)}, {chainMasquerade, 1}} {
+	}{{chainNodePorts, 2}, {chainMasquerade, 1}} {
 		got, err := t.conn.GetRules(tbl, &nftables.Chain{Name: c.name, Table: tbl})
 		if err != nil {
 			return fmt.Errorf("hostnat: read chain %s: %w", c.name, err)
 		}
 		if len(got) != c.want {
 			return fmt.Errorf("hostnat: chain %s has %d rules, want %d", c.name, len(got), c.want)
+		}
+	}
+	for _, p := range []Proto{TCP, UDP} {
+		set := nodePortMap(p)
+		add, del, err := t.diff(set, rules, p)
+		if err != nil {
+			return err
+		}
+		if len(add)+len(del) > 0 {
+			return fmt.Errorf("hostnat: map %s lacks %d NodePorts and has %d it should not", set.Name, len(add), len(del))
 		}
 	}
 	return nil
@@ -170,8 +259,18 @@ func sorted(rules []Rule) []Rule {
 	return slices.CompactFunc(out, func(a, b Rule) bool { return a.Proto == b.Proto && a.NodePort == b.NodePort })
 }
 
-// exprs is: fib daddr type local, ip daddr != 127.0.0.0/8, meta l4proto P, th dport N, dnat to Target.
-func (r Rule) exprs() []expr.Any {
+// element is the rule's map element: the port, to the ClusterIP and port (each field of the concatenation padded
+// to 4 bytes, as the kernel's registers hold them).
+func (r Rule) element() nftables.SetElement {
+	ip := r.Target.Addr().As4()
+	port := binaryutil.BigEndian.PutUint16(r.Target.Port())
+	return nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(r.NodePort),
+		Val: []byte{ip[0], ip[1], ip[2], ip[3], port[0], port[1], 0, 0}}
+}
+
+// nodePortExprs is: fib daddr type local, ip daddr != 127.0.0.0/8, meta l4proto P,
+// dnat ip to th dport map @nodeports_P.
+func nodePortExprs(p Proto, set *nftables.Set) []expr.Any {
 	return []expr.Any{
 		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
@@ -179,12 +278,11 @@ func (r Rule) exprs() []expr.Any {
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{255, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{127, 0, 0, 0}},
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{byte(r.Proto)}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{byte(p)}},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(r.NodePort)},
-		&expr.Immediate{Register: 1, Data: r.Target.Addr().AsSlice()},
-		&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(r.Target.Port())},
-		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+		// The map's value lands in register 1: the address in its first 32 bits, the port in the next (register 9).
+		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID, DestRegister: 1, IsDestRegSet: true},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 9, Specified: true},
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -253,5 +254,54 @@ func TestBadInput(t *testing.T) {
 		if err := tbl.Sync([]Rule{r}); err == nil {
 			t.Errorf("Sync(%s) succeeded", r)
 		}
+	}
+}
+
+// Every NodePort of the default range, TCP and UDP: far more than one netlink message holds. Then one port
+// changes its target and half of them go, while the others keep working.
+func TestManyNodePorts(t *testing.T) {
+	b := newBed(t)
+	tbl := b.open()
+	var rules []Rule
+	for port := uint16(30000); port <= 32767; port++ {
+		for _, p := range []Proto{TCP, UDP} {
+			rules = append(rules, Rule{Proto: p, NodePort: port, Target: netip.MustParseAddrPort("10.96.1.1:80")})
+		}
+	}
+	// 30080/tcp and 30081/udp lead to the test server instead.
+	rules = append(rules, tcpRule, udpRule)
+	rules = slices.DeleteFunc(rules, func(r Rule) bool {
+		return (r.NodePort == 30080 && r.Target != tcpRule.Target) || (r.NodePort == 30081 && r.Target != udpRule.Target)
+	})
+	if err := tbl.Sync(rules); err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.Check(rules); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.dial("tcp", nodeIP+":30080"); err != nil {
+		t.Fatal(err)
+	}
+	// 30080/tcp now leads to a port the server does not listen on, and the odd ports (but 30081) go.
+	half := slices.DeleteFunc(slices.Clone(rules), func(r Rule) bool { return r.NodePort%2 == 1 && r.NodePort != 30081 })
+	for i, r := range half {
+		if r.NodePort == 30080 && r.Proto == TCP {
+			half[i].Target = netip.MustParseAddrPort(clusterIP + ":82")
+		}
+	}
+	if err := tbl.Sync(half); err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.Check(half); err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.Check(rules); err == nil {
+		t.Error("Check of the old rules passed")
+	}
+	if _, err := b.dial("tcp", nodeIP+":30080"); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("30080 after its target changed to a closed port: %v, want connection refused", err)
+	}
+	if _, err := b.dial("udp", nodeIP+":30081"); err != nil {
+		t.Errorf("30081, kept: %v", err)
 	}
 }
