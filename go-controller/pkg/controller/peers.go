@@ -23,6 +23,7 @@ type peerRegistry struct {
 	defs     map[string]policy.Peer
 	refs     map[string]map[string]bool // peer key -> policy keys
 	byPolicy map[string][]string        // policy key -> peer keys
+	matchers map[string]policy.Matcher  // peer key -> parsed peer (snapshot's cache)
 }
 
 func newPeerRegistry() *peerRegistry {
@@ -110,13 +111,21 @@ func (r *peerRegistry) commit(policyKey string, peers []policy.Peer) {
 	}
 }
 
-// snapshot returns the registered peers.
-func (r *peerRegistry) snapshot() []policy.Peer {
+// snapshot returns the registered peers, with their selectors parsed (once per peer, not per pod).
+func (r *peerRegistry) snapshot() []policy.Matcher {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]policy.Peer, 0, len(r.defs))
-	for _, p := range r.defs {
-		out = append(out, p)
+	if r.matchers == nil || len(r.matchers) > len(r.defs) {
+		r.matchers = map[string]policy.Matcher{}
+	}
+	out := make([]policy.Matcher, 0, len(r.defs))
+	for k, p := range r.defs {
+		m, ok := r.matchers[k] // peers with one key match the same pods (the key is canonical)
+		if !ok {
+			m = p.Matcher()
+			r.matchers[k] = m
+		}
+		out = append(out, m)
 	}
 	return out
 }
@@ -254,12 +263,19 @@ func (c *Controller) podPolicyOps(pod *corev1.Pod, lspUUID, ip string) ([]ovsdb.
 		}
 	}
 	nsLabels := c.namespaceLabels(pod.Namespace)
+	sets := c.addressSetsByName()
 	for _, p := range c.peers.snapshot() {
-		as := &nbdb.AddressSet{Name: p.AddressSetName()}
+		// Most peers neither hold nor want the pod: the cached row says so without copying it.
+		held := false
+		if row := sets[p.AddressSet]; row != nil {
+			held = slices.Contains(row.Addresses, ip)
+		}
+		as := &nbdb.AddressSet{Name: p.AddressSet}
 		var o []ovsdb.Operation
-		if p.MatchesPod(pod.Namespace, nsLabels, pod.Labels) {
+		switch want := p.MatchesPod(pod.Namespace, nsLabels, pod.Labels); {
+		case want && !held:
 			o, err = nbops.EnsureInSet(c.nb, as, &as.Addresses, []string{ip})
-		} else {
+		case !want && held:
 			o, err = nbops.EnsureNotInSet(c.nb, as, &as.Addresses, []string{ip})
 		}
 		if err := add(o, err); err != nil {
@@ -267,6 +283,22 @@ func (c *Controller) podPolicyOps(pod *corev1.Pod, lspUUID, ip string) ([]ovsdb.
 		}
 	}
 	return ops, nil
+}
+
+// addressSetsByName indexes the cached Address_Set rows by name without copying them: callers only read them
+// (the cache replaces a row on update rather than changing it).
+func (c *Controller) addressSetsByName() map[string]*nbdb.AddressSet {
+	out := map[string]*nbdb.AddressSet{}
+	table := c.nb.Cache().Table(nbdb.AddressSetTable)
+	if table == nil {
+		return out
+	}
+	for _, m := range table.RowsShallow() {
+		if as, ok := m.(*nbdb.AddressSet); ok {
+			out[as.Name] = as
+		}
+	}
+	return out
 }
 
 // memberOps puts a port into a port group or takes it out; nothing when the group does not exist (yet).
@@ -284,8 +316,12 @@ func (c *Controller) memberOps(pgName, lspUUID string, member bool) ([]ovsdb.Ope
 // podPeerRemovalOps takes a gone pod's IPs out of every peer address set.
 func (c *Controller) podPeerRemovalOps(ips []string) ([]ovsdb.Operation, error) {
 	var ops []ovsdb.Operation
+	sets := c.addressSetsByName()
 	for _, p := range c.peers.snapshot() {
-		as := &nbdb.AddressSet{Name: p.AddressSetName()}
+		if row := sets[p.AddressSet]; row == nil || !slices.ContainsFunc(ips, func(ip string) bool { return slices.Contains(row.Addresses, ip) }) {
+			continue
+		}
+		as := &nbdb.AddressSet{Name: p.AddressSet}
 		o, err := nbops.EnsureNotInSet(c.nb, as, &as.Addresses, ips)
 		if err != nil {
 			return nil, err

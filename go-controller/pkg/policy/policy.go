@@ -130,6 +130,44 @@ func (p Peer) MatchesPod(ns string, nsLabels, podLabels map[string]string) bool 
 	return err == nil && sel.Matches(labels.Set(podLabels))
 }
 
+// Matcher is a Peer with its selectors parsed and its address set named once, for matching many pods.
+type Matcher struct {
+	Peer
+	AddressSet string
+	ns, pod    labels.Selector // nil: the policy's own namespace / every pod
+	invalid    bool
+}
+
+// Matcher parses the peer's selectors.
+func (p Peer) Matcher() Matcher {
+	m := Matcher{Peer: p, AddressSet: p.AddressSetName()}
+	var err error
+	if p.NamespaceSelector != nil {
+		if m.ns, err = metav1.LabelSelectorAsSelector(p.NamespaceSelector); err != nil {
+			m.invalid = true
+		}
+	}
+	if p.PodSelector != nil {
+		if m.pod, err = metav1.LabelSelectorAsSelector(p.PodSelector); err != nil {
+			m.invalid = true
+		}
+	}
+	return m
+}
+
+// MatchesPod is Peer.MatchesPod with the parsed selectors.
+func (m Matcher) MatchesPod(ns string, nsLabels, podLabels map[string]string) bool {
+	switch {
+	case m.invalid:
+		return false
+	case m.ns == nil && ns != m.Namespace:
+		return false
+	case m.ns != nil && !m.ns.Matches(labels.Set(nsLabels)):
+		return false
+	}
+	return m.pod == nil || m.pod.Matches(labels.Set(podLabels))
+}
+
 // selectorString renders a label selector canonically (sorted requirements), so equal selectors share a key.
 func selectorString(s *metav1.LabelSelector) string {
 	sel, err := metav1.LabelSelectorAsSelector(s)

@@ -321,6 +321,9 @@ func TestPeerMatches(t *testing.T) {
 				if got := tt.peer.MatchesPod(p.ns, p.nsLabels, p.pod); got != p.wantPod {
 					t.Errorf("MatchesPod(%s, %v, %v) = %v, want %v", p.ns, p.nsLabels, p.pod, got, p.wantPod)
 				}
+				if got := tt.peer.Matcher().MatchesPod(p.ns, p.nsLabels, p.pod); got != p.wantPod {
+					t.Errorf("Matcher().MatchesPod(%s, %v, %v) = %v, want %v", p.ns, p.nsLabels, p.pod, got, p.wantPod)
+				}
 			}
 		})
 	}
