@@ -262,9 +262,13 @@ func (c *Controller) podPolicyOps(pod *corev1.Pod, lspUUID, ip string) ([]ovsdb.
 			return nil, err
 		}
 	}
+	peers := c.peers.snapshot()
+	if len(peers) == 0 {
+		return ops, nil
+	}
 	nsLabels := c.namespaceLabels(pod.Namespace)
 	sets := c.addressSetsByName()
-	for _, p := range c.peers.snapshot() {
+	for _, p := range peers {
 		// Most peers neither hold nor want the pod: the cached row says so without copying it.
 		held := false
 		if row := sets[p.AddressSet]; row != nil {
@@ -316,8 +320,12 @@ func (c *Controller) memberOps(pgName, lspUUID string, member bool) ([]ovsdb.Ope
 // podPeerRemovalOps takes a gone pod's IPs out of every peer address set.
 func (c *Controller) podPeerRemovalOps(ips []string) ([]ovsdb.Operation, error) {
 	var ops []ovsdb.Operation
+	peers := c.peers.snapshot()
+	if len(peers) == 0 {
+		return nil, nil
+	}
 	sets := c.addressSetsByName()
-	for _, p := range c.peers.snapshot() {
+	for _, p := range peers {
 		if row := sets[p.AddressSet]; row == nil || !slices.ContainsFunc(ips, func(ip string) bool { return slices.Contains(row.Addresses, ip) }) {
 			continue
 		}
