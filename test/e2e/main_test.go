@@ -4,6 +4,7 @@
 package e2e
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -30,6 +31,7 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	flag.Parse() // testing.Short below reads the flags m.Run would parse later
 	kovnBin = os.Getenv("KOVN_BIN")
 	if kovnBin == "" || os.Getenv("KOVN_KUBE_BIN") == "" {
 		if testing.Short() || os.Getenv("KOVN_E2E") == "" {
