@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/ovn-kubernetes/libovsdb/client"
+	"github.com/ovn-kubernetes/libovsdb/mapper"
 	"github.com/ovn-kubernetes/libovsdb/model"
 	"github.com/ovn-kubernetes/libovsdb/ovsdb"
 )
@@ -33,11 +34,18 @@ func mutateSet[T model.Model](c client.Client, m T, field any, op ovsdb.Mutator,
 	if err != nil {
 		return nil, fmt.Errorf("mutate %s: %w", describe(info), err)
 	}
+	var where []ovsdb.Condition
+	if u, _ := info.FieldByColumn("_uuid"); u.(string) != "" && !ovsdb.IsNamedUUID(u.(string)) {
+		// Identified by UUID: the cache need only say it holds the row, without copying it.
+		if t := c.Cache().Table(info.Metadata.TableName); t == nil || !t.HasRow(u.(string)) {
+			return nil, fmt.Errorf("mutate %s column %s: %w", describe(info), col, client.ErrNotFound)
+		}
+		return mutation(c, info, col, op, values, []ovsdb.Condition{whereUUID(u.(string))})
+	}
 	existing, err := lookupShared(c, m)
 	if err != nil {
 		return nil, err
 	}
-	var where []ovsdb.Condition
 	if !isNil(existing) {
 		exInfo, err := modelInfo(c, existing)
 		if err != nil {
@@ -51,6 +59,10 @@ func mutateSet[T model.Model](c client.Client, m T, field any, op ovsdb.Mutator,
 	} else {
 		return nil, fmt.Errorf("mutate %s column %s: %w", describe(info), col, client.ErrNotFound)
 	}
+	return mutation(c, info, col, op, values, where)
+}
+
+func mutation(c client.Client, info *mapper.Info, col string, op ovsdb.Mutator, values any, where []ovsdb.Condition) ([]ovsdb.Operation, error) {
 	mutation, err := c.Cache().Mapper().NewMutation(info, col, op, values)
 	if err != nil {
 		return nil, fmt.Errorf("mutate %s column %s: %w", describe(info), col, err)
@@ -127,6 +139,12 @@ func cachedSet[T model.Model](c client.Client, m T, field any) ([]string, bool, 
 	v, err := exInfo.FieldByColumn(col)
 	if err != nil {
 		return nil, false, err
+	}
+	// m now names the row by UUID, so the mutation that usually follows need not look it up again.
+	if u, err := exInfo.FieldByColumn("_uuid"); err == nil {
+		if err := info.SetField("_uuid", u); err != nil {
+			return nil, false, err
+		}
 	}
 	return uuidsIn(v), true, nil
 }

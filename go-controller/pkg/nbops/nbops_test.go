@@ -310,3 +310,31 @@ func TestMutateNeedsAnExistingRow(t *testing.T) {
 		t.Fatalf("addresses: %v", got.Addresses)
 	}
 }
+
+// A row named by UUID is mutated without a lookup by index; a UUID the cache does not hold is not found, and
+// EnsureInSet leaves the model naming its row by UUID.
+func TestMutateByUUID(t *testing.T) {
+	c := ovntest.StartNB(t).NB
+	ns := ownership.NewOwner(ownership.KindNamespace, "", "default")
+	as := &nbdb.AddressSet{Name: "a1", ExternalIDs: ns.ID("pods").ExternalIDs(nil)}
+	commit(t, c, must(t)(nbops.CreateOrUpdate(c, as)))
+	row, _ := nbops.Lookup(c, &nbdb.AddressSet{Name: "a1"})
+	gone := &nbdb.AddressSet{UUID: "7a5b1c3e-0000-4000-8000-000000000001"}
+	if _, err := nbops.InsertToSet(c, gone, &gone.Addresses, []string{"10.0.0.1"}); err == nil {
+		t.Fatal("InsertToSet on an unknown UUID succeeded")
+	}
+	byName := &nbdb.AddressSet{Name: "a1"}
+	commit(t, c, must(t)(nbops.EnsureInSet(c, byName, &byName.Addresses, []string{"10.0.0.1"})))
+	if byName.UUID != row.UUID {
+		t.Fatalf("EnsureInSet left the model with UUID %q, want the row's %q", byName.UUID, row.UUID)
+	}
+	byUUID := &nbdb.AddressSet{UUID: row.UUID}
+	commit(t, c, must(t)(nbops.InsertToSet(c, byUUID, &byUUID.Addresses, []string{"10.0.0.2"})))
+	if ops := must(t)(nbops.EnsureInSet(c, byName, &byName.Addresses, []string{"10.0.0.1", "10.0.0.2"})); len(ops) != 0 {
+		t.Fatalf("EnsureInSet of held values: %v", ops)
+	}
+	got, _ := nbops.Lookup(c, &nbdb.AddressSet{Name: "a1"})
+	if fmt.Sprint(got.Addresses) != "[10.0.0.1 10.0.0.2]" {
+		t.Fatalf("addresses: %v", got.Addresses)
+	}
+}
