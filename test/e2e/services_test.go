@@ -229,6 +229,11 @@ func TestNodePortExternalIPAndLoadBalancerFromOutside(t *testing.T) {
 	eventuallyAnswerers(t, "external", "tcp", extIP+":8080", all)
 	eventuallyAnswerers(t, "external", "tcp", lbIP+":8080", all)
 	eventuallyAnswerers(t, "external", "udp", lbIP+":8081", all)
+	// So does every node's host (hostnat translates them to the ClusterIP).
+	for _, n := range state.Nodes {
+		eventuallyAnswerers(t, "node:"+n.Name, "tcp", extIP+":8080", all)
+		eventuallyAnswerers(t, "node:"+n.Name, "udp", lbIP+":8081", all)
+	}
 	// Pods reach the same addresses.
 	c := clientPod(t, ns, "client", "node2")
 	eventuallyAnswerers(t, c.key(), "tcp", extIP+":8080", all)

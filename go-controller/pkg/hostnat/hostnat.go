@@ -1,8 +1,9 @@
-// Package hostnat owns kovn's nftables table in a node's host network namespace. It serves the NodePorts to the
-// node's own host: OVN serves NodePorts on the node's gateway router, where traffic from outside arrives, but a
-// connection the host opens to one of its own addresses never leaves the host. hostnat rewrites such
-// connections to the service's ClusterIP (output hook), which the host reaches through the management port,
-// and masquerades them there to the management port's address (postrouting), so that a backend on another node
+// Package hostnat owns kovn's nftables table in a node's host network namespace. It serves Services to the node's
+// own host where OVN cannot: OVN serves NodePorts and external IPs on the node's gateway router, where traffic
+// from outside arrives, but a connection the host opens to one of its own addresses never leaves the host, and
+// one to an external IP leaves towards the network rather than the gateway router. hostnat rewrites such
+// connections to the service's ClusterIP (output hook), which the host reaches through the management port, and
+// masquerades them there to the management port's address (postrouting), so that a backend on another node
 // answers through the management port too. Loopback addresses are left alone, as kube-proxy's nftables mode
 // does.
 //
@@ -11,6 +12,7 @@ package hostnat
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -53,16 +55,21 @@ func (p Proto) String() string {
 	return fmt.Sprintf("proto-%d", uint8(p))
 }
 
-// Rule sends what the host opens to one of its own (non-loopback) addresses on NodePort to Target.
+// Rule sends what the host opens to one of its own (non-loopback) addresses on a NodePort, or to an external IP
+// and port of a service, to Target.
 type Rule struct {
-	Proto    Proto
-	NodePort uint16
-	Target   netip.AddrPort // the service's ClusterIP and port
+	Proto Proto
+	// IP, when set, is an external or load-balancer IP of the service: the rule matches connections to IP:Port.
+	// When not set the rule is a NodePort: it matches connections to any local address on Port.
+	IP     netip.Addr
+	Port   uint16
+	Target netip.AddrPort // the service's ClusterIP and port
 }
 
-// Table is kovn's table in one network namespace: chain "nodeports" (output hook) with one rule per protocol
-// that looks the destination port up in that protocol's map (port -> ClusterIP . port) and DNATs to the result,
-// and chain "masquerade" (postrouting).
+// Table is kovn's table in one network namespace: chain "nodeports" (output hook) with, per protocol, a rule
+// that looks a local destination's port up in a map (nodeports_P: port -> ClusterIP . port) and one that looks
+// the destination address and port up in another (external_P: IP . port -> ClusterIP . port), each DNATing to
+// the result; and chain "masquerade" (postrouting).
 type Table struct {
 	conn *nftables.Conn
 	mgmt string // the management port's interface name
@@ -85,11 +92,24 @@ func table() *nftables.Table {
 	return &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}
 }
 
-// nodePortMap is the map of one protocol's NodePorts: port -> ClusterIP . port.
-func nodePortMap(p Proto) *nftables.Set {
-	return &nftables.Set{Table: table(), Name: "nodeports_" + p.String(), IsMap: true, KeyType: nftables.TypeInetService,
+// natMap is one of the table's maps: one protocol's NodePorts, or its external IPs.
+type natMap struct {
+	proto    Proto
+	external bool // keyed by IP . port rather than by port
+}
+
+var natMaps = []natMap{{TCP, false}, {UDP, false}, {TCP, true}, {UDP, true}}
+
+func (m natMap) set() *nftables.Set {
+	name, key := "nodeports_"+m.proto.String(), nftables.TypeInetService
+	if m.external {
+		name, key = "external_"+m.proto.String(), nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
+	}
+	return &nftables.Set{Table: table(), Name: name, IsMap: true, KeyType: key,
 		DataType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)}
 }
+
+func (m natMap) holds(r Rule) bool { return r.Proto == m.proto && r.IP.IsValid() == m.external }
 
 // maxElementsPerBatch keeps one netlink batch well under the socket's send buffer.
 const maxElementsPerBatch = 500
@@ -107,9 +127,9 @@ func (t *Table) Sync(rules []Rule) error {
 	if err := t.writeChains(); err != nil {
 		return err
 	}
-	for _, p := range []Proto{TCP, UDP} {
-		set := nodePortMap(p)
-		add, del, err := t.diff(set, rules, p)
+	for _, m := range natMaps {
+		set := m.set()
+		add, del, err := t.diff(m, rules)
 		if err != nil {
 			return err
 		}
@@ -142,12 +162,16 @@ func (t *Table) writeChains() error {
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
 	t.conn.FlushChain(out)
 	t.conn.FlushChain(post)
-	for _, p := range []Proto{TCP, UDP} {
-		set := nodePortMap(p)
+	for _, m := range natMaps {
+		set := m.set()
 		if err := t.conn.AddSet(set, nil); err != nil {
 			return fmt.Errorf("hostnat: map %s: %w", set.Name, err)
 		}
-		t.conn.AddRule(&nftables.Rule{Table: tbl, Chain: out, Exprs: nodePortExprs(p, set)})
+		exprs := nodePortExprs(m.proto, set)
+		if m.external {
+			exprs = externalExprs(m.proto, set)
+		}
+		t.conn.AddRule(&nftables.Rule{Table: tbl, Chain: out, Exprs: exprs})
 	}
 	t.conn.AddRule(&nftables.Rule{Table: tbl, Chain: post, Exprs: masqueradeExprs(t.mgmt)})
 	if err := t.conn.Flush(); err != nil {
@@ -156,11 +180,12 @@ func (t *Table) writeChains() error {
 	return nil
 }
 
-// diff returns the elements of proto's map to add and to delete so that it holds exactly rules' ones.
-func (t *Table) diff(set *nftables.Set, rules []Rule, proto Proto) (add, del []nftables.SetElement, err error) {
+// diff returns the elements of a map to add and to delete so that it holds exactly rules' ones.
+func (t *Table) diff(m natMap, rules []Rule) (add, del []nftables.SetElement, err error) {
+	set := m.set()
 	want := map[string]nftables.SetElement{}
 	for _, r := range sorted(rules) {
-		if r.Proto == proto {
+		if m.holds(r) {
 			e := r.element()
 			want[string(e.Key)] = e
 		}
@@ -194,7 +219,7 @@ func (t *Table) Check(rules []Rule) error {
 	for _, c := range []struct {
 		name string
 		want int
-	}{{chainNodePorts, 2}, {chainMasquerade, 1}} {
+	}{{chainNodePorts, len(natMaps)}, {chainMasquerade, 1}} {
 		got, err := t.conn.GetRules(tbl, &nftables.Chain{Name: c.name, Table: tbl})
 		if err != nil {
 			return fmt.Errorf("hostnat: read chain %s: %w", c.name, err)
@@ -203,14 +228,13 @@ func (t *Table) Check(rules []Rule) error {
 			return fmt.Errorf("hostnat: chain %s has %d rules, want %d", c.name, len(got), c.want)
 		}
 	}
-	for _, p := range []Proto{TCP, UDP} {
-		set := nodePortMap(p)
-		add, del, err := t.diff(set, rules, p)
+	for _, m := range natMaps {
+		add, del, err := t.diff(m, rules)
 		if err != nil {
 			return err
 		}
 		if len(add)+len(del) > 0 {
-			return fmt.Errorf("hostnat: map %s lacks %d NodePorts and has %d it should not", set.Name, len(add), len(del))
+			return fmt.Errorf("hostnat: map %s lacks %d elements and has %d it should not", m.set().Name, len(add), len(del))
 		}
 	}
 	return nil
@@ -236,8 +260,10 @@ func (r Rule) validate() error {
 	switch {
 	case r.Proto != TCP && r.Proto != UDP:
 		return fmt.Errorf("rule %s: protocol %d is not TCP or UDP", r, r.Proto)
-	case r.NodePort == 0:
-		return fmt.Errorf("rule %s: no node port", r)
+	case r.Port == 0:
+		return fmt.Errorf("rule %s: no port", r)
+	case r.IP.IsValid() && !r.IP.Is4():
+		return fmt.Errorf("rule %s: the external IP is not IPv4", r)
 	case !r.Target.Addr().Is4() || r.Target.Port() == 0:
 		return fmt.Errorf("rule %s: target is not an IPv4 address and port", r)
 	}
@@ -245,27 +271,31 @@ func (r Rule) validate() error {
 }
 
 func (r Rule) String() string {
-	return fmt.Sprintf("%s/%d->%s", r.Proto, r.NodePort, r.Target)
+	if r.IP.IsValid() {
+		return fmt.Sprintf("%s/%s->%s", r.Proto, netip.AddrPortFrom(r.IP, r.Port), r.Target)
+	}
+	return fmt.Sprintf("%s/%d->%s", r.Proto, r.Port, r.Target)
 }
 
 func sorted(rules []Rule) []Rule {
 	out := slices.Clone(rules)
 	slices.SortFunc(out, func(a, b Rule) int {
-		if a.Proto != b.Proto {
-			return int(a.Proto) - int(b.Proto)
-		}
-		return int(a.NodePort) - int(b.NodePort)
+		return cmp.Or(cmp.Compare(a.Proto, b.Proto), a.IP.Compare(b.IP), cmp.Compare(a.Port, b.Port))
 	})
-	return slices.CompactFunc(out, func(a, b Rule) bool { return a.Proto == b.Proto && a.NodePort == b.NodePort })
+	return slices.CompactFunc(out, func(a, b Rule) bool { return a.Proto == b.Proto && a.IP == b.IP && a.Port == b.Port })
 }
 
-// element is the rule's map element: the port, to the ClusterIP and port (each field of the concatenation padded
-// to 4 bytes, as the kernel's registers hold them).
+// element is the rule's map element: the port (or the IP and port), to the ClusterIP and port; each field of a
+// concatenation is padded to 4 bytes, as the kernel's registers hold them.
 func (r Rule) element() nftables.SetElement {
 	ip := r.Target.Addr().As4()
 	port := binaryutil.BigEndian.PutUint16(r.Target.Port())
-	return nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(r.NodePort),
-		Val: []byte{ip[0], ip[1], ip[2], ip[3], port[0], port[1], 0, 0}}
+	key := binaryutil.BigEndian.PutUint16(r.Port)
+	if r.IP.IsValid() {
+		a := r.IP.As4()
+		key = []byte{a[0], a[1], a[2], a[3], key[0], key[1], 0, 0}
+	}
+	return nftables.SetElement{Key: key, Val: []byte{ip[0], ip[1], ip[2], ip[3], port[0], port[1], 0, 0}}
 }
 
 // nodePortExprs is: fib daddr type local, ip daddr != 127.0.0.0/8, meta l4proto P,
@@ -281,6 +311,19 @@ func nodePortExprs(p Proto, set *nftables.Set) []expr.Any {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{byte(p)}},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		// The map's value lands in register 1: the address in its first 32 bits, the port in the next (register 9).
+		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID, DestRegister: 1, IsDestRegSet: true},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 9, Specified: true},
+	}
+}
+
+// externalExprs is: meta l4proto P, dnat ip to ip daddr . th dport map @external_P.
+func externalExprs(p Proto, set *nftables.Set) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{byte(p)}},
+		// The key: the address in register 1's first 32 bits, the port in the next (register 9).
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID, DestRegister: 1, IsDestRegSet: true},
 		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 9, Specified: true},
 	}

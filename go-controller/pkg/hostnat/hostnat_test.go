@@ -51,6 +51,13 @@ func newBed(t *testing.T) *bed {
 	b.run(append(h, "addr", "add", mgmtIP+"/24", "dev", "mgmt0")...)
 	b.run(append(h, "link", "set", "mgmt0", "up")...)
 	b.run(append(h, "route", "add", "10.96.0.0/16", "via", "10.244.0.1", "dev", "mgmt0")...)
+	// The node's uplink: its default route leads to nothing that answers, so only a translated connection to an
+	// external IP is answered.
+	b.run(append(h, "link", "add", "uplink", "type", "veth", "peer", "name", "uplinkp", "netns", b.peer)...)
+	b.run(append(h, "addr", "add", "192.168.88.1/24", "dev", "uplink")...)
+	b.run(append(h, "link", "set", "uplink", "up")...)
+	b.run(append(p, "link", "set", "uplinkp", "up")...)
+	b.run(append(h, "route", "add", "default", "via", "192.168.88.254")...)
 	b.run(append(p, "link", "set", "lo", "up")...)
 	b.run(append(p, "addr", "add", clusterIP+"/32", "dev", "lo")...)
 	b.run(append(p, "addr", "add", "10.244.0.1/24", "dev", "ovn0")...)
@@ -143,8 +150,8 @@ func (b *bed) open() *Table {
 }
 
 var (
-	tcpRule = Rule{Proto: TCP, NodePort: 30080, Target: netip.MustParseAddrPort(clusterIP + ":80")}
-	udpRule = Rule{Proto: UDP, NodePort: 30081, Target: netip.MustParseAddrPort(clusterIP + ":81")}
+	tcpRule = Rule{Proto: TCP, Port: 30080, Target: netip.MustParseAddrPort(clusterIP + ":80")}
+	udpRule = Rule{Proto: UDP, Port: 30081, Target: netip.MustParseAddrPort(clusterIP + ":81")}
 )
 
 func TestHostReachesItsNodePorts(t *testing.T) {
@@ -206,7 +213,7 @@ func TestSyncReplacesAndRemoveCleansUp(t *testing.T) {
 		t.Errorf("a NodePort no longer synced: %v, want connection refused", err)
 	}
 	if _, err := b.dial("udp", nodeIP+":30081"); err != nil {
-		t.Errorf("the remaining NodePort: %v", err)
+		t.Errorf("the remaining Port: %v", err)
 	}
 	if err := tbl.Check([]Rule{tcpRule, udpRule}); err == nil {
 		t.Error("Check passed with a rule missing")
@@ -246,10 +253,11 @@ func TestBadInput(t *testing.T) {
 	}
 	tbl := &Table{mgmt: "mgmt0"} // Sync validates before it talks to the kernel
 	for _, r := range []Rule{
-		{Proto: 132, NodePort: 30080, Target: tcpRule.Target},
+		{Proto: 132, Port: 30080, Target: tcpRule.Target},
 		{Proto: TCP, Target: tcpRule.Target},
-		{Proto: TCP, NodePort: 30080, Target: netip.MustParseAddrPort("[fd00::1]:80")},
-		{Proto: TCP, NodePort: 30080, Target: netip.MustParseAddrPort(clusterIP + ":0")},
+		{Proto: TCP, Port: 30080, Target: netip.MustParseAddrPort("[fd00::1]:80")},
+		{Proto: TCP, Port: 30080, Target: netip.MustParseAddrPort(clusterIP + ":0")},
+		{Proto: TCP, IP: netip.MustParseAddr("fd00::1"), Port: 80, Target: tcpRule.Target},
 	} {
 		if err := tbl.Sync([]Rule{r}); err == nil {
 			t.Errorf("Sync(%s) succeeded", r)
@@ -265,13 +273,13 @@ func TestManyNodePorts(t *testing.T) {
 	var rules []Rule
 	for port := uint16(30000); port <= 32767; port++ {
 		for _, p := range []Proto{TCP, UDP} {
-			rules = append(rules, Rule{Proto: p, NodePort: port, Target: netip.MustParseAddrPort("10.96.1.1:80")})
+			rules = append(rules, Rule{Proto: p, Port: port, Target: netip.MustParseAddrPort("10.96.1.1:80")})
 		}
 	}
 	// 30080/tcp and 30081/udp lead to the test server instead.
 	rules = append(rules, tcpRule, udpRule)
 	rules = slices.DeleteFunc(rules, func(r Rule) bool {
-		return (r.NodePort == 30080 && r.Target != tcpRule.Target) || (r.NodePort == 30081 && r.Target != udpRule.Target)
+		return (r.Port == 30080 && r.Target != tcpRule.Target) || (r.Port == 30081 && r.Target != udpRule.Target)
 	})
 	if err := tbl.Sync(rules); err != nil {
 		t.Fatal(err)
@@ -283,9 +291,9 @@ func TestManyNodePorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 30080/tcp now leads to a port the server does not listen on, and the odd ports (but 30081) go.
-	half := slices.DeleteFunc(slices.Clone(rules), func(r Rule) bool { return r.NodePort%2 == 1 && r.NodePort != 30081 })
+	half := slices.DeleteFunc(slices.Clone(rules), func(r Rule) bool { return r.Port%2 == 1 && r.Port != 30081 })
 	for i, r := range half {
-		if r.NodePort == 30080 && r.Proto == TCP {
+		if r.Port == 30080 && r.Proto == TCP {
 			half[i].Target = netip.MustParseAddrPort(clusterIP + ":82")
 		}
 	}
@@ -303,5 +311,52 @@ func TestManyNodePorts(t *testing.T) {
 	}
 	if _, err := b.dial("udp", nodeIP+":30081"); err != nil {
 		t.Errorf("30081, kept: %v", err)
+	}
+}
+
+// A connection from the host to a service's external IP is translated like a NodePort: answered by the service,
+// which sees the management port; other ports of that IP are not.
+func TestHostReachesExternalIPs(t *testing.T) {
+	b := newBed(t)
+	tbl := b.open()
+	ext := netip.MustParseAddr("192.0.2.50")
+	rules := []Rule{
+		{Proto: TCP, IP: ext, Port: 8080, Target: tcpRule.Target},
+		{Proto: UDP, IP: ext, Port: 8081, Target: udpRule.Target},
+		tcpRule,
+	}
+	if _, err := b.dial("tcp", "192.0.2.50:8080"); err == nil {
+		t.Fatal("the external IP answered before Sync")
+	}
+	if err := tbl.Sync(rules); err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.Check(rules); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ proto, addr string }{{"tcp", "192.0.2.50:8080"}, {"udp", "192.0.2.50:8081"}, {"tcp", nodeIP + ":30080"}} {
+		got, err := b.dial(c.proto, c.addr)
+		if err != nil {
+			t.Fatalf("%s %s: %v", c.proto, c.addr, err)
+		}
+		if ip, _, _ := strings.Cut(got, ":"); ip != mgmtIP {
+			t.Errorf("%s %s: the server saw %s, want %s", c.proto, c.addr, got, mgmtIP)
+		}
+	}
+	if _, err := b.dial("tcp", "192.0.2.50:8081"); err == nil {
+		t.Error("192.0.2.50:8081 over TCP answered: only UDP is a service port there")
+	}
+	// A NodePort rule does not catch the external IP, nor an external rule a local address.
+	if _, err := b.dial("tcp", "192.0.2.50:30080"); err == nil {
+		t.Error("the NodePort answered on the external IP")
+	}
+	if _, err := b.dial("tcp", nodeIP+":8080"); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("the external port on the node IP: %v, want connection refused", err)
+	}
+	if err := tbl.Sync([]Rule{tcpRule}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.dial("tcp", "192.0.2.50:8080"); err == nil {
+		t.Error("the external IP still answers after its rule went")
 	}
 }

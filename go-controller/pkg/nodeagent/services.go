@@ -79,7 +79,7 @@ func (a *Agent) runServices(ctx context.Context, gw *gateway.Gateway, resync tim
 			if gw != nil {
 				gw.SetServiceTargets(ServiceTargets(services))
 			}
-			rules = HostNodePorts(services)
+			rules = HostNATRules(services)
 			if err := nat.Sync(rules); err != nil {
 				m.errors.WithLabelValues("hostnat").Inc()
 				a.log.Error("serving NodePorts to the host failed; retrying", "err", err, "rules", len(rules))
@@ -112,7 +112,7 @@ type serviceMetrics struct {
 func newServiceMetrics(reg prometheus.Registerer) serviceMetrics {
 	m := serviceMetrics{
 		nodePorts: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "kovn", Subsystem: "node", Name: "host_nodeport_rules",
-			Help: "NodePort rules in the host's nftables table (the node's own host reaching its NodePorts)"}),
+			Help: "NodePort and external-IP rules in the host's nftables table (the node's own host reaching them)"}),
 		healthPorts: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "kovn", Subsystem: "node", Name: "healthcheck_ports",
 			Help: "health-check node ports served for externalTrafficPolicy Local load balancers"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "kovn", Subsystem: "node", Name: "service_sync_errors_total",
@@ -160,20 +160,38 @@ func ServiceTargets(list []*corev1.Service) gateway.ServiceTargets {
 	return t
 }
 
-// HostNodePorts returns a host NAT rule for every TCP and UDP NodePort: to the service's IPv4 ClusterIP and port.
-func HostNodePorts(list []*corev1.Service) []hostnat.Rule {
+// HostNATRules returns the host's NAT rules for the services: every TCP and UDP NodePort, and every port of
+// their IPv4 external IPs and load-balancer ingress IPs (ipMode VIP), to the IPv4 ClusterIP and port.
+func HostNATRules(list []*corev1.Service) []hostnat.Rule {
 	var out []hostnat.Rule
 	for _, s := range list {
 		ip, err := netip.ParseAddr(s.Spec.ClusterIP)
 		if err != nil || !ip.Is4() || s.Spec.Type == corev1.ServiceTypeExternalName {
 			continue
 		}
+		var external []netip.Addr
+		for _, e := range s.Spec.ExternalIPs {
+			if a, err := netip.ParseAddr(e); err == nil && a.Is4() {
+				external = append(external, a)
+			}
+		}
+		for _, in := range s.Status.LoadBalancer.Ingress {
+			if a, err := netip.ParseAddr(in.IP); err == nil && a.Is4() && (in.IPMode == nil || *in.IPMode == corev1.LoadBalancerIPModeVIP) {
+				external = append(external, a)
+			}
+		}
 		for _, p := range s.Spec.Ports {
 			proto := map[corev1.Protocol]hostnat.Proto{corev1.ProtocolTCP: hostnat.TCP, "": hostnat.TCP,
 				corev1.ProtocolUDP: hostnat.UDP}[p.Protocol]
-			if p.NodePort > 0 && p.NodePort <= 65535 && p.Port > 0 && p.Port <= 65535 && proto != 0 {
-				out = append(out, hostnat.Rule{Proto: proto, NodePort: uint16(p.NodePort),
-					Target: netip.AddrPortFrom(ip, uint16(p.Port))})
+			if proto == 0 || p.Port <= 0 || p.Port > 65535 {
+				continue
+			}
+			target := netip.AddrPortFrom(ip, uint16(p.Port))
+			if p.NodePort > 0 && p.NodePort <= 65535 {
+				out = append(out, hostnat.Rule{Proto: proto, Port: uint16(p.NodePort), Target: target})
+			}
+			for _, e := range external {
+				out = append(out, hostnat.Rule{Proto: proto, IP: e, Port: uint16(p.Port), Target: target})
 			}
 		}
 	}

@@ -44,11 +44,19 @@ func TestServiceTargets(t *testing.T) {
 	}
 }
 
-func TestHostNodePorts(t *testing.T) {
-	got := HostNodePorts(testServices)
-	// Only services with an IPv4 ClusterIP, TCP and UDP NodePorts, to ClusterIP:port.
-	want := "[tcp/30080->10.96.0.10:80 udp/30053->10.96.0.10:53 tcp/30081->10.96.0.10:81 tcp/30443->10.96.0.11:443]"
+func TestHostNATRules(t *testing.T) {
+	got := HostNATRules(testServices)
+	// Services with an IPv4 ClusterIP: TCP and UDP NodePorts, and each port on each IPv4 external or ingress IP.
+	want := "[tcp/30080->10.96.0.10:80 udp/30053->10.96.0.10:53 tcp/30081->10.96.0.10:81 tcp/30443->10.96.0.11:443 " +
+		"tcp/192.0.2.7:443->10.96.0.11:443 tcp/198.51.100.9:443->10.96.0.11:443]"
 	if s := fmt.Sprint(got); s != want {
-		t.Errorf("HostNodePorts:\n got %s\nwant %s", s, want)
+		t.Errorf("HostNATRules:\n got %s\nwant %s", s, want)
+	}
+	proxy := corev1.LoadBalancerIPModeProxy
+	lb := testServices[1].DeepCopy()
+	lb.Spec.ExternalIPs = nil
+	lb.Status.LoadBalancer.Ingress[0].IPMode = &proxy // the load balancer itself forwards to the nodes
+	if s := fmt.Sprint(HostNATRules([]*corev1.Service{lb})); s != "[tcp/30443->10.96.0.11:443]" {
+		t.Errorf("ipMode Proxy: %s", s)
 	}
 }

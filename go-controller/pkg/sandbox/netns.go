@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"net"
 	"os"
 
 	"github.com/vishvananda/netlink"
@@ -131,4 +132,21 @@ func randSuffix() string {
 		f.Close()
 	}
 	return fmt.Sprintf("%x", b)
+}
+
+// defaultRoute routes everything not on a link through gw, out of dev.
+func defaultRoute(nsName, dev, gw string) error {
+	h, err := handle(nsName)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	l, err := h.LinkByName(dev)
+	if err != nil {
+		return fmt.Errorf("%s in %s: %w", dev, nsName, err)
+	}
+	if err := h.RouteReplace(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP(gw)}); err != nil {
+		return fmt.Errorf("default route via %s in %s: %w", gw, nsName, err)
+	}
+	return nil
 }

@@ -102,7 +102,8 @@ func upNode(ctx context.Context, s *State, o Options, i int) error {
 	return err
 }
 
-// setupUplink configures OVS for OVN and gives the node's NIC the node IP, as a machine has it before kovn runs.
+// setupUplink configures OVS for OVN and gives the node's NIC the node IP and a default route through the
+// external host, as a machine has them before kovn runs.
 func setupUplink(ctx context.Context, n Node, sock string, settings nodeovs.Settings) error {
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
@@ -114,7 +115,10 @@ func setupUplink(ctx context.Context, n Node, sock string, settings nodeovs.Sett
 	if err := nodeovs.Configure(cctx, c, settings); err != nil {
 		return err
 	}
-	return setUp(n.Netns, "eth0", "", n.IP+underlayBits)
+	if err := setUp(n.Netns, "eth0", "", n.IP+underlayBits); err != nil {
+		return err
+	}
+	return defaultRoute(n.Netns, "eth0", ExternalIP)
 }
 
 // warmTunnels makes every node ping every other over the underlay, so OVS's userspace tunnelling has learnt the
