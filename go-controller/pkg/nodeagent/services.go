@@ -18,6 +18,7 @@ import (
 	"github.com/kovn-io/kovn/go-controller/pkg/healthcheck"
 	"github.com/kovn-io/kovn/go-controller/pkg/hostnat"
 	"github.com/kovn-io/kovn/go-controller/pkg/openflow"
+	"github.com/kovn-io/kovn/go-controller/pkg/services"
 )
 
 // runServices watches Services and EndpointSlices. The gateway, when the node has one, steers the NodePorts and
@@ -141,8 +142,7 @@ func ServiceTargets(list []*corev1.Service) gateway.ServiceTargets {
 			continue
 		}
 		for _, p := range s.Spec.Ports {
-			proto := map[corev1.Protocol]uint8{corev1.ProtocolTCP: openflow.IPProtoTCP, "": openflow.IPProtoTCP,
-				corev1.ProtocolUDP: openflow.IPProtoUDP}[p.Protocol]
+			proto := transport(p.Protocol)
 			if p.NodePort != 0 && proto != 0 {
 				t.NodePorts = append(t.NodePorts, gateway.NodePort{Proto: proto, Port: uint16(p.NodePort)})
 			}
@@ -169,20 +169,9 @@ func HostNATRules(list []*corev1.Service) []hostnat.Rule {
 		if err != nil || !ip.Is4() || s.Spec.Type == corev1.ServiceTypeExternalName {
 			continue
 		}
-		var external []netip.Addr
-		for _, e := range s.Spec.ExternalIPs {
-			if a, err := netip.ParseAddr(e); err == nil && a.Is4() {
-				external = append(external, a)
-			}
-		}
-		for _, in := range s.Status.LoadBalancer.Ingress {
-			if a, err := netip.ParseAddr(in.IP); err == nil && a.Is4() && (in.IPMode == nil || *in.IPMode == corev1.LoadBalancerIPModeVIP) {
-				external = append(external, a)
-			}
-		}
+		external := services.ExternalIPs(s)
 		for _, p := range s.Spec.Ports {
-			proto := map[corev1.Protocol]hostnat.Proto{corev1.ProtocolTCP: hostnat.TCP, "": hostnat.TCP,
-				corev1.ProtocolUDP: hostnat.UDP}[p.Protocol]
+			proto := hostnat.Proto(transport(p.Protocol))
 			if proto == 0 || p.Port <= 0 || p.Port > 65535 {
 				continue
 			}
@@ -196,4 +185,15 @@ func HostNATRules(list []*corev1.Service) []hostnat.Rule {
 		}
 	}
 	return out
+}
+
+// transport is the IP protocol number of a TCP or UDP service port (the default is TCP), 0 for others.
+func transport(p corev1.Protocol) uint8 {
+	switch p {
+	case corev1.ProtocolTCP, "":
+		return openflow.IPProtoTCP
+	case corev1.ProtocolUDP:
+		return openflow.IPProtoUDP
+	}
+	return 0
 }

@@ -88,7 +88,7 @@ func Desired(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, nodes []Node
 
 // nodeLBs returns the per-node load balancers of NodePorts and external IPs.
 func nodeLBs(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, nodes []Node, proto corev1.Protocol, ports []corev1.ServicePort) []LB {
-	ext := externalIPs(svc)
+	ext := ExternalIPs(svc)
 	hasNodePort := false
 	for _, sp := range ports {
 		hasNodePort = hasNodePort || sp.NodePort != 0
@@ -175,8 +175,9 @@ func clusterIPs(svc *corev1.Service) []netip.Addr {
 	return ipv4s(ips)
 }
 
-// externalIPs are spec.externalIPs and the load-balancer ingress IPs.
-func externalIPs(svc *corev1.Service) []netip.Addr {
+// ExternalIPs are a service's IPv4 spec.externalIPs and load-balancer ingress IPs (ipMode VIP), without
+// duplicates: the addresses kovn serves the service on besides its ClusterIP and NodePorts.
+func ExternalIPs(svc *corev1.Service) []netip.Addr {
 	ips := slices.Clone(svc.Spec.ExternalIPs)
 	for _, in := range svc.Status.LoadBalancer.Ingress {
 		// ipMode Proxy: the load balancer sends to nodeIP:nodePort itself; in-cluster clients must go through it.
