@@ -142,8 +142,8 @@ func (c *Controller) nodeOps(n topology.Node) ([]ovsdb.Operation, error) {
 }
 
 // deleteNode removes the node's rows (its switch takes the pods' ports with it), takes its pods' IPs out of the
-// namespace address sets (their ports are gone, so their own teardown finds nothing to remove), and frees its
-// subnet.
+// namespace and policy-peer address sets (their ports are gone, so their own teardown finds nothing to remove,
+// and the subnet's IPs go to another node's pods), and frees its subnet.
 func (c *Controller) deleteNode(ctx context.Context, name string) error {
 	ops, err := nbops.DeleteByOwner(c.nb, ownership.NewOwner(ownership.KindNode, "", name))
 	if err != nil {
@@ -152,7 +152,8 @@ func (c *Controller) deleteNode(ctx context.Context, name string) error {
 	if pool := c.pool(name); pool != nil {
 		var sets []*nbdb.AddressSet
 		err := c.nb.WhereCache(func(as *nbdb.AddressSet) bool {
-			return as.ExternalIDs[ownership.KeyOwnerKind] == string(ownership.KindNamespace)
+			kind := as.ExternalIDs[ownership.KeyOwnerKind]
+			return kind == string(ownership.KindNamespace) || kind == string(ownership.KindPolicyPeer)
 		}).List(ctx, &sets)
 		if err != nil {
 			return err

@@ -255,3 +255,38 @@ func TestPolicyIsolatedNamespaceDeleted(t *testing.T) {
 	})
 	e.waitPolicyRows("no policy rows", "")
 }
+
+// A deleted node's pods leave the policy-peer address sets as well as the namespace's: their ports went with the
+// node's switch, so their own teardown finds nothing to remove, and the node's subnet goes to another node.
+func TestDeletedNodeLeavesPeerSets(t *testing.T) {
+	e := newEnv(t, config.Default())
+	e.startController()
+	e.createNode("n1", nil)
+	e.createNode("n2", nil)
+	e.npNamespace("web", nil, nil)
+	client := npWithLabels(map[string]string{"app": "client"})
+	e.createPod("web", "a", "n1", client)
+	e.createPod("web", "b", "n2", client)
+	e.npCreate(&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "p"},
+		Spec: networkingv1.NetworkPolicySpec{PodSelector: *npSel("app", "server"),
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+			Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{PodSelector: npSel("app", "client")}}}}}})
+	peer := policy.Peer{Namespace: "web", PodSelector: npSel("app", "client")}
+	addrs := func(name string) []string {
+		as, _ := nbops.Lookup(e.nb, &nbdb.AddressSet{Name: name})
+		if as == nil {
+			return nil
+		}
+		slices.Sort(as.Addresses)
+		return as.Addresses
+	}
+	e.eventually("both pods in the peer set", func() (bool, string) {
+		got := addrs(peer.AddressSetName())
+		return len(got) == 2, fmt.Sprint(got)
+	})
+	e.deleteNode("n2")
+	e.eventually("n2's pod gone from the namespace and peer sets", func() (bool, string) {
+		ns, pr := addrs(topology.NamespaceAddressSet("web")), addrs(peer.AddressSetName())
+		return len(ns) == 1 && slices.Equal(ns, pr), fmt.Sprintf("namespace %v, peer %v", ns, pr)
+	})
+}
