@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/ovn-kubernetes/libovsdb/model"
 	"github.com/ovn-kubernetes/libovsdb/ovsdb"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -181,6 +182,7 @@ func (c *Controller) peerMembers(p policy.Peer) []string {
 	} else {
 		pods, _ = c.pods.List(labels.Everything())
 	}
+	m := p.Matcher()
 	nsLabels := map[string]map[string]string{}
 	var out []string
 	for _, pod := range pods {
@@ -193,7 +195,7 @@ func (c *Controller) peerMembers(p policy.Peer) []string {
 			l = c.namespaceLabels(pod.Namespace)
 			nsLabels[pod.Namespace] = l
 		}
-		if p.MatchesPod(pod.Namespace, l, pod.Labels) {
+		if m.MatchesPod(pod.Namespace, l, pod.Labels) {
 			out = append(out, ip)
 		}
 	}
@@ -247,18 +249,19 @@ func (c *Controller) podPolicyOps(pod *corev1.Pod, lspUUID, ip string) ([]ovsdb.
 	if err != nil {
 		return nil, err
 	}
+	groups := cachedByName(c, nbdb.PortGroupTable, func(pg *nbdb.PortGroup) string { return pg.Name })
 	inDeny := map[policy.Direction]bool{}
 	for _, np := range nps {
 		sel := policy.Selects(np, pod.Namespace, pod.Labels)
 		in, eg := policy.Types(np)
 		inDeny[policy.Ingress] = inDeny[policy.Ingress] || (sel && in)
 		inDeny[policy.Egress] = inDeny[policy.Egress] || (sel && eg)
-		if err := add(c.memberOps(policy.PortGroupName(np.Namespace, np.Name), lspUUID, sel)); err != nil {
+		if err := add(c.memberOps(groups, policy.PortGroupName(np.Namespace, np.Name), lspUUID, sel)); err != nil {
 			return nil, err
 		}
 	}
 	for _, d := range []policy.Direction{policy.Ingress, policy.Egress} {
-		if err := add(c.memberOps(policy.DenyPortGroupName(pod.Namespace, d), lspUUID, inDeny[d])); err != nil {
+		if err := add(c.memberOps(groups, policy.DenyPortGroupName(pod.Namespace, d), lspUUID, inDeny[d])); err != nil {
 			return nil, err
 		}
 	}
@@ -289,28 +292,32 @@ func (c *Controller) podPolicyOps(pod *corev1.Pod, lspUUID, ip string) ([]ovsdb.
 	return ops, nil
 }
 
-// addressSetsByName indexes the cached Address_Set rows by name without copying them: callers only read them
-// (the cache replaces a row on update rather than changing it).
-func (c *Controller) addressSetsByName() map[string]*nbdb.AddressSet {
-	out := map[string]*nbdb.AddressSet{}
-	table := c.nb.Cache().Table(nbdb.AddressSetTable)
-	if table == nil {
-		return out
-	}
-	for _, m := range table.RowsShallow() {
-		if as, ok := m.(*nbdb.AddressSet); ok {
-			out[as.Name] = as
+// cachedByName indexes a table's cached rows by name without copying them: callers only read them (the cache
+// replaces a row on update rather than changing it).
+func cachedByName[T model.Model](c *Controller, table string, name func(T) string) map[string]T {
+	out := map[string]T{}
+	if t := c.nb.Cache().Table(table); t != nil {
+		for _, m := range t.RowsShallow() {
+			if row, ok := m.(T); ok {
+				out[name(row)] = row
+			}
 		}
 	}
 	return out
 }
 
-// memberOps puts a port into a port group or takes it out; nothing when the group does not exist (yet).
-func (c *Controller) memberOps(pgName, lspUUID string, member bool) ([]ovsdb.Operation, error) {
-	pg := &nbdb.PortGroup{Name: pgName}
-	if existing, err := nbops.Lookup(c.nb, pg); err != nil || existing == nil {
-		return nil, err
+func (c *Controller) addressSetsByName() map[string]*nbdb.AddressSet {
+	return cachedByName(c, nbdb.AddressSetTable, func(as *nbdb.AddressSet) string { return as.Name })
+}
+
+// memberOps puts a port into a port group or takes it out; nothing when the group does not exist (yet) or the
+// cached row (from groups, uncopied) already says so.
+func (c *Controller) memberOps(groups map[string]*nbdb.PortGroup, pgName, lspUUID string, member bool) ([]ovsdb.Operation, error) {
+	row := groups[pgName]
+	if row == nil || slices.Contains(row.Ports, lspUUID) == member {
+		return nil, nil
 	}
+	pg := &nbdb.PortGroup{Name: pgName}
 	if member {
 		return nbops.EnsureInSet(c.nb, pg, &pg.Ports, []string{lspUUID})
 	}

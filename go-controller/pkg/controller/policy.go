@@ -153,12 +153,11 @@ func (c *Controller) enqueuePortless(np *networkingv1.NetworkPolicy) {
 		return
 	}
 	groups := []string{policy.PortGroupName(np.Namespace, np.Name)}
-	if in, eg := policy.Types(np); in {
+	in, eg := policy.Types(np)
+	if in {
 		groups = append(groups, policy.DenyPortGroupName(np.Namespace, policy.Ingress))
-		if eg {
-			groups = append(groups, policy.DenyPortGroupName(np.Namespace, policy.Egress))
-		}
-	} else if eg {
+	}
+	if eg {
 		groups = append(groups, policy.DenyPortGroupName(np.Namespace, policy.Egress))
 	}
 	var members [][]string
@@ -394,11 +393,14 @@ func (c *Controller) namedPorts(np *networkingv1.NetworkPolicy) policy.NamedPort
 		if d == policy.Ingress {
 			match = func(p *corev1.Pod) bool { return policy.Selects(np, p.Namespace, p.Labels) }
 		} else {
-			peers := policy.PeersOf(np.Namespace, np.Spec.Egress[rule].To)
+			var peers []policy.Matcher
+			for _, pe := range policy.PeersOf(np.Namespace, np.Spec.Egress[rule].To) {
+				peers = append(peers, pe.Matcher())
+			}
 			match = func(p *corev1.Pod) bool {
 				nsLabels := c.namespaceLabels(p.Namespace)
 				return len(np.Spec.Egress[rule].To) == 0 ||
-					slices.ContainsFunc(peers, func(pe policy.Peer) bool { return pe.MatchesPod(p.Namespace, nsLabels, p.Labels) })
+					slices.ContainsFunc(peers, func(pe policy.Matcher) bool { return pe.MatchesPod(p.Namespace, nsLabels, p.Labels) })
 			}
 		}
 		pods, _ := c.pods.List(labels.Everything())

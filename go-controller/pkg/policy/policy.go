@@ -118,16 +118,10 @@ func (p Peer) MatchesNamespace(ns string, nsLabels map[string]string) bool {
 	return err == nil && sel.Matches(labels.Set(nsLabels))
 }
 
-// MatchesPod reports whether a pod (its namespace's labels given) matches the peer.
+// MatchesPod reports whether a pod (its namespace's labels given) matches the peer. To match many pods, use
+// Matcher once.
 func (p Peer) MatchesPod(ns string, nsLabels, podLabels map[string]string) bool {
-	if !p.MatchesNamespace(ns, nsLabels) {
-		return false
-	}
-	if p.PodSelector == nil {
-		return true
-	}
-	sel, err := metav1.LabelSelectorAsSelector(p.PodSelector)
-	return err == nil && sel.Matches(labels.Set(podLabels))
+	return p.Matcher().MatchesPod(ns, nsLabels, podLabels)
 }
 
 // Matcher is a Peer with its selectors parsed and its address set named once, for matching many pods.
@@ -155,7 +149,8 @@ func (p Peer) Matcher() Matcher {
 	return m
 }
 
-// MatchesPod is Peer.MatchesPod with the parsed selectors.
+// MatchesPod reports whether a pod (its namespace's labels given) matches the peer; an invalid selector matches
+// nothing.
 func (m Matcher) MatchesPod(ns string, nsLabels, podLabels map[string]string) bool {
 	switch {
 	case m.invalid:
